@@ -1,1 +1,1 @@
-"""The restaurant voicebot's building blocks: domain (config, rules, store, tools, prompt) and transport (voice handlers)."""
+"""The voicebot's parts: the restaurant domain (config, rules, store, tools, prompt) and the voice transport."""

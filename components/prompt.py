@@ -1,0 +1,215 @@
+"""The agent's system prompt, in Japanese or English, rendered from the restaurant config.
+
+Hours, limits and closed days are interpolated from the config, never written
+out here, so the prompt cannot drift from the rules the tools enforce. The
+prompt tells the model what to ask and how to speak; whether a booking is
+possible is always left to the tools. Today's date and a two-week calendar in
+the restaurant's time zone let the model turn "tomorrow" or "next Friday" into
+a date without doing calendar arithmetic itself.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from components.config import ClosedPeriod, OpeningHours, RestaurantConfig, language_code
+from components.rules import closure, format_time, is_public_holiday, last_seating, local_now
+
+CALENDAR_DAYS = 14
+
+_WEEKDAYS = {
+    "ja": ("月", "火", "水", "木", "金", "土", "日"),
+    "en": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"),
+}
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def render_instructions(config: RestaurantConfig, language: str, now: dt.datetime | None = None) -> str:
+    """System instructions for a call starting at ``now`` (default: the current time) in ``language``."""
+    language = language_code(language)
+    local = local_now(config, now or dt.datetime.now(dt.UTC))
+    render = _japanese if language == "ja" else _english
+    return render(config, local)
+
+
+# ── Japanese ─────────────────────────────────────────────────────────────────
+
+
+def _ja_day(day: dt.date) -> str:
+    return f"{day.month}月{day.day}日"
+
+
+def _ja_hours(hours: OpeningHours, config: RestaurantConfig) -> str:
+    return f"{_span(hours, '〜')}（最終入店 {format_time(last_seating(hours, config))}）"
+
+
+def _ja_period(period: ClosedPeriod) -> str:
+    if isinstance(period.start, dt.date) and isinstance(period.end, dt.date):
+        first, last = f"{period.start.year}年{_ja_day(period.start)}", f"{period.end.year}年{_ja_day(period.end)}"
+    else:
+        first, last = (f"{month}月{day}日" for month, day in (period.start, period.end))
+    return f"{first}〜{last}（{period.reason.ja}）"
+
+
+def _japanese(config: RestaurantConfig, local: dt.datetime) -> str:
+    today = local.date()
+    weekend = "土日祝" if config.public_holidays else "土日"
+    closed = [_ja_period(period) for period in config.closed_periods]
+    closed += [f"毎週{_WEEKDAYS['ja'][day]}曜日（定休日）" for day in config.closed_weekdays]
+    about = [
+        (
+            f"- 営業時間: 平日 {_ja_hours(config.weekday_hours, config)}、"
+            f"{weekend} {_ja_hours(config.weekend_hours, config)}"
+        ),
+        f"- 休業日: {'、'.join(closed)}" if closed else None,
+        (
+            f"- ご予約: 1組{config.min_party_size}〜{config.max_party_size}名様、"
+            f"ご来店時刻は{config.step_minutes}分単位、本日から{config.max_days_ahead}日先まで。"
+            f"1件のご予約でお席を{config.table_minutes}分ご利用いただけます。"
+        ),
+        f"- 住所: {config.address.ja}" if config.address.ja else None,
+        f"- 電話番号: {config.phone}" if config.phone else None,
+    ]
+    calendar = " ".join(f"{day}({_WEEKDAYS['ja'][day.weekday()]}{_ja_mark(day, config)})" for day in _calendar(today))
+    return _join(
+        f"あなたはレストラン「{config.name('ja')}」の電話予約を担当するスタッフです。{config.description.ja}",
+        "お客様と音声でお話しし、ご予約をお受けします。",
+        "",
+        "# 今日の日付",
+        f"今日は{today.year}年{_ja_day(today)}（{_WEEKDAYS['ja'][today.weekday()]}曜日）、"
+        f"現在時刻は{local:%H:%M}です（{config.timezone}）。",
+        "「明日」「来週の金曜日」などは、次の日付一覧で確かめてから日付にしてください。",
+        f"日付一覧: {calendar}",
+        "",
+        "# お店のご案内",
+        *about,
+        "",
+        "# 話し方",
+        "- 丁寧な敬語で、一度に短く話してください。質問は一度に一つだけにします。",
+        "- お電話での会話です。記号や箇条書きを読み上げず、自然な話し言葉でお話しください。",
+        "- お客様が英語など別の言語で話されたら、その言語でお答えください。",
+        "",
+        "# ご予約の流れ",
+        "1. お名前、ご来店日と時間、人数、ご要望（アレルギーや記念日など。なくても結構です）を順にお伺いします。",
+        "2. お伺いした内容は、その都度 update_reservation で記録します。",
+        "3. 日時を決めるときは check_availability で空きを確かめ、空いている時間だけをご案内します。",
+        "4. すべてそろったら、お名前・日時・人数・ご要望を読み上げ、この内容でよろしいかお尋ねします。",
+        "5. お客様がはっきり「はい」とおっしゃってから、はじめて confirm_reservation を呼びます。",
+        "6. 確定したら予約番号を、英数字を一文字ずつ区切ってはっきり読み上げます。"
+        "お電話のお客様には画面が見えないため、必ず声でお伝えください。",
+        "",
+        "# 大切なルール",
+        "- 予約できるかどうかは、必ずツールで確かめてください。決めるのはシステムで、あなたではありません。",
+        "- ツールの結果に problems があれば、その内容をお伝えし、alternatives があればその中から候補をご提案ください。",
+        "- ツールが受け付けなかったことを、お約束してはいけません。",
+        "- ルールの例外を求められても、丁寧にお断りし、代わりの日時をご提案ください。",
+        "- ご予約は1回のお電話で1件です。確定後の変更や別のご予約は、もう一度お電話いただくようご案内ください。",
+        "- ツールには日付を YYYY-MM-DD、時刻を24時間制の HH:MM で渡してください。",
+    )
+
+
+def _ja_mark(day: dt.date, config: RestaurantConfig) -> str:
+    if closure(day, config):
+        return "・休業"
+    return "・祝" if is_public_holiday(day, config) else ""
+
+
+# ── English ──────────────────────────────────────────────────────────────────
+
+
+def _en_day(day: dt.date) -> str:
+    return f"{_MONTHS[day.month - 1]} {day.day}"
+
+
+def _en_hours(hours: OpeningHours, config: RestaurantConfig) -> str:
+    return f"{_span(hours, '–')} (last seating {format_time(last_seating(hours, config))})"
+
+
+def _en_period(period: ClosedPeriod) -> str:
+    if isinstance(period.start, dt.date) and isinstance(period.end, dt.date):
+        first, last = period.start.isoformat(), period.end.isoformat()
+    else:
+        first, last = (f"{_MONTHS[month - 1]} {day}" for month, day in (period.start, period.end))
+    return f"{first} – {last} ({period.reason.en})"
+
+
+def _english(config: RestaurantConfig, local: dt.datetime) -> str:
+    today = local.date()
+    weekend = "Saturdays, Sundays and public holidays" if config.public_holidays else "Saturdays and Sundays"
+    closed = [_en_period(period) for period in config.closed_periods]
+    closed += [f"every {_WEEKDAYS['en'][day]} (regular day off)" for day in config.closed_weekdays]
+    about = [
+        (
+            f"- Hours: weekdays {_en_hours(config.weekday_hours, config)}; "
+            f"{weekend} {_en_hours(config.weekend_hours, config)}."
+        ),
+        f"- Closed: {'; '.join(closed)}." if closed else None,
+        (
+            f"- Bookings: {config.min_party_size} to {config.max_party_size} guests per booking, start times every "
+            f"{config.step_minutes} minutes, from today up to {config.max_days_ahead} days ahead. "
+            f"A booking keeps its table for {config.table_minutes} minutes."
+        ),
+        f"- Address: {config.address.en}" if config.address.en else None,
+        f"- Phone: {config.phone}" if config.phone else None,
+    ]
+    calendar = ", ".join(
+        f"{_WEEKDAYS['en'][day.weekday()][:3]} {day}{_en_mark(day, config)}" for day in _calendar(today)
+    )
+    return _join(
+        f"You are the phone reservation host of the restaurant {config.name('en')}. {config.description.en}",
+        "You talk with callers by voice and take their table bookings. Speak English.",
+        "",
+        "# Today",
+        f"Today is {_WEEKDAYS['en'][today.weekday()]}, {_en_day(today)}, {today.year} ({today.isoformat()}); "
+        f"the time is {local:%H:%M} ({config.timezone}).",
+        'Resolve "tomorrow", "next Friday" and the like with this calendar before using a date: ' + calendar + ".",
+        "",
+        "# The restaurant",
+        *about,
+        "",
+        "# How to speak",
+        "- Be warm and polite. Keep each turn short and ask one question at a time.",
+        "- This is a phone call: no lists, symbols or markdown, just natural spoken sentences.",
+        "- If the caller speaks another language, such as Japanese, answer in their language.",
+        "",
+        "# Taking a booking",
+        "1. Ask for the guest's name, the date and time, the number of guests, and any requests "
+        "(allergies, a celebration; none is fine).",
+        "2. Record each answer right away with update_reservation.",
+        "3. Before offering or accepting a time, use check_availability and only offer times it returns.",
+        "4. When everything is collected, read the booking back (name, date, time, guests, requests) "
+        "and ask whether it is correct.",
+        "5. Call confirm_reservation only after the guest clearly says yes.",
+        "6. After confirming, read the booking ID aloud clearly, one character at a time. "
+        "Phone callers cannot see a screen, so always say it.",
+        "",
+        "# Rules",
+        "- Always check with the tools. The system decides whether a booking is possible, not you.",
+        "- If a tool returns problems, tell the guest, and offer choices from its alternatives when there are any.",
+        "- Never promise anything a tool refused.",
+        "- If a caller insists on breaking a rule, politely decline and offer alternatives.",
+        "- One booking per call. For changes after confirming, or another booking, ask the guest to call again.",
+        "- Pass dates to the tools as YYYY-MM-DD and times as 24-hour HH:MM.",
+    )
+
+
+def _en_mark(day: dt.date, config: RestaurantConfig) -> str:
+    if closure(day, config):
+        return " (closed)"
+    return " (holiday)" if is_public_holiday(day, config) else ""
+
+
+# ── shared ───────────────────────────────────────────────────────────────────
+
+
+def _span(hours: OpeningHours, dash: str) -> str:
+    return f"{format_time(hours.open)}{dash}{format_time(hours.close)}"
+
+
+def _calendar(today: dt.date) -> list[dt.date]:
+    return [today + dt.timedelta(days=offset) for offset in range(CALENDAR_DAYS)]
+
+
+def _join(*lines: str | None) -> str:
+    """One line per item; ``None`` marks an optional line left out, ``""`` a paragraph break."""
+    return "\n".join(line for line in lines if line is not None)
