@@ -213,3 +213,37 @@ def _calendar(today: dt.date) -> list[dt.date]:
 def _join(*lines: str | None) -> str:
     """One line per item; ``None`` marks an optional line left out, ``""`` a paragraph break."""
     return "\n".join(line for line in lines if line is not None)
+
+
+# ── Moments of a call the handler asks the model to handle ────────────────────
+
+_WRAP_UP = {
+    "ja": "通話の残り時間が30秒です。一言でお伝えし、予約が揃っていれば今すぐ確認を取り、"
+    "そうでなければ改めてお電話いただくよう案内してください。",
+    "en": "Only 30 seconds are left in this call. Say so in one sentence; if the booking is complete, ask for "
+    "confirmation now, otherwise ask the caller to call again.",
+}
+_GOODBYE = {
+    "ja": "通話時間の上限になりました。一文で丁寧にお別れを告げてください。",
+    "en": "The call has reached its time limit. Say a polite goodbye in one sentence.",
+}
+_RESUME = {
+    "ja": "通信が一度切れて再接続しました。短くお詫びし、次の予約内容から続けてください（確定はまだです）：{draft}",
+    "en": "The line dropped and was reconnected. Apologise briefly and continue from this booking draft "
+    "(not yet confirmed): {draft}",
+}
+
+
+def wrap_up_instruction(language: str) -> str:
+    """Said to the model 30 seconds before the call's time limit."""
+    return _WRAP_UP[language_code(language)]
+
+
+def goodbye_instruction(language: str) -> str:
+    """Said to the model when the call's time is up."""
+    return _GOODBYE[language_code(language)]
+
+
+def resume_note(language: str, draft: str) -> str:
+    """Added to the instructions after a reconnect, so the model picks up the booking where it was."""
+    return _RESUME[language_code(language)].format(draft=draft)

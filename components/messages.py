@@ -1,0 +1,75 @@
+"""What the voice agent says to the person on screen when something is wrong: Japanese and English together.
+
+Errors reach people who may not read the language they picked (a stakeholder opening a Japanese demo), so
+every notice carries both languages. Domain messages (why a booking is refused) live with the rules.
+"""
+
+from __future__ import annotations
+
+NOTICES: dict[str, tuple[str, str]] = {
+    "no_key": (
+        (
+            "OpenAI APIキーが設定されていません。Spaceの Settings → Secrets に OPENAI_API_KEY を追加するか、"
+            "「設定」欄にキーを貼り付けてから録音ボタンを押してください。"
+        ),
+        (
+            "No OpenAI API key is set. Add OPENAI_API_KEY under the Space's Settings → Secrets, "
+            "or paste a key in the Settings box, then press record again."
+        ),
+    ),
+    "key_refused": (
+        "OpenAIがAPIキーを拒否しました（401）。キーが正しく、Realtime APIが使える状態か確認してください。",
+        "OpenAI refused the API key (401). Check that the key is correct and has access to the Realtime API.",
+    ),
+    "service_refused": (
+        "音声サービスが接続を拒否しました（HTTP {status}）。しばらくしてからもう一度お試しください。",
+        "The voice service refused the connection (HTTP {status}). Please try again in a moment.",
+    ),
+    "unreachable": (
+        "音声サービスに接続できませんでした。ネットワークと OPENAI_BASE_URL を確認してください。",
+        "Could not reach the voice service. Check the network and OPENAI_BASE_URL.",
+    ),
+    "reconnecting": (
+        "音声サービスとの接続が切れました。再接続しています…（ご予約内容は保持されています）",
+        "The connection to the voice service dropped. Reconnecting… (your booking details are kept)",
+    ),
+    "reconnected": (
+        "再接続しました。続きをどうぞ。",
+        "Reconnected. Please go on.",
+    ),
+    "connection_lost": (
+        "音声サービスとの接続が切れ、再接続できませんでした。録音ボタンを押してもう一度お試しください。",
+        "The connection to the voice service was lost and could not be restored. Press record to try again.",
+    ),
+    "stalled": (
+        "音声サービスから応答がありません。",
+        "The voice service stopped responding.",
+    ),
+    "service_error": (
+        "音声サービスでエラーが発生しました：{detail}",
+        "The voice service reported an error: {detail}",
+    ),
+    "time_warning": (
+        "通話の残り時間はあと{seconds}秒です。",
+        "{seconds} seconds left in this call.",
+    ),
+    "time_up": (
+        "通話時間の上限に達したため終了しました。もう一度録音ボタンを押すと新しい通話を始められます。",
+        "The call reached its time limit and has ended. Press record to start a new call.",
+    ),
+    "interrupted": ("（中断）", "(interrupted)"),
+    "inaudible": ("（聞き取れませんでした）", "(inaudible)"),
+    "transcribing": ("…", "…"),
+}
+
+
+def notice(key: str, **values: object) -> str:
+    """Both languages of a notice, Japanese first, one per line."""
+    ja, en = NOTICES[key]
+    return f"{ja.format(**values)}\n{en.format(**values)}"
+
+
+def label(key: str, language: str) -> str:
+    """A short marker (interrupted, inaudible) in the caller's language only: it sits inside a transcript line."""
+    ja, en = NOTICES[key]
+    return en if language == "en" else ja

@@ -1,0 +1,436 @@
+"""The voice agent: a fastrtc stream handler that talks to the OpenAI Realtime API (GA interface).
+
+Transport only: the restaurant (prompt, tools, rules, store) comes from the domain modules, so the same
+agent serves the browser (WebRTC) and the phone (Twilio Media Streams). What this module adds is the
+conversation mechanics a real call needs:
+
+* audio both ways as mono int16 at 24 kHz, the agent's voice paced out in real time (see `playout`),
+  so barge-in knows what the caller heard and tells the model (`conversation.item.truncate`);
+* a transcript in conversation order and the reservation card, sent to the UI as `AdditionalOutputs`;
+* tool calls run against the domain and answered with `function_call_output` + `response.create`;
+* honest failures: no key, a refused key, an `error` event, a dropped or silent connection, and the
+  call's time limit each end in a bilingual notice, with one reconnect that keeps the booking draft.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from fastrtc import AdditionalOutputs, AsyncStreamHandler, CloseStream
+from openai import AsyncOpenAI
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from components.call_state import CallState, Turn
+from components.config import RestaurantConfig
+from components.messages import notice
+from components.playout import SAMPLE_RATE, Playout
+from components.prompt import goodbye_instruction, render_instructions, resume_note, wrap_up_instruction
+from components.session import ReservationSession
+from components.settings import LANGUAGES, VOICES, AgentSettings
+from components.store import ReservationStore
+from components.tools import realtime_tools, run_tool
+
+log = logging.getLogger(__name__)
+
+# Old (beta) names some servers still send, mapped to their GA names.
+LEGACY_EVENTS = {
+    "response.audio.delta": "response.output_audio.delta",
+    "response.audio_transcript.delta": "response.output_audio_transcript.delta",
+    "response.audio_transcript.done": "response.output_audio_transcript.done",
+}
+MAX_RECONNECTS = 2
+UI_PUSH_INTERVAL_S = 0.1
+TIME_WARNING_S = 30
+GOODBYE_WAIT_S = 10.0
+
+
+class ConnectionLost(Exception):
+    """The Realtime connection dropped or went silent; a reconnect may help."""
+
+
+class CallEnded(Exception):
+    """The call cannot go on; `message` tells the person why."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass
+class CallOptions:
+    """Per-call choices from the UI (or defaults on the phone). The key is never shown or logged."""
+
+    language: str
+    voice: str
+    api_key: str | None = field(default=None, repr=False)
+
+
+class RealtimeHandler(AsyncStreamHandler):
+    """One instance per call (fastrtc copies it per connection); `start_up` runs the whole conversation."""
+
+    def __init__(
+        self,
+        config: RestaurantConfig,
+        store: ReservationStore,
+        settings: AgentSettings | None = None,
+    ) -> None:
+        super().__init__(expected_layout="mono", output_sample_rate=SAMPLE_RATE, input_sample_rate=SAMPLE_RATE)
+        self.config = config
+        self.store = store
+        self.settings = settings or AgentSettings.from_env()
+        self.state = CallState(language=config.default_language)
+        self.session: ReservationSession | None = None
+        self.playout = Playout()
+        self._conn: Any = None
+        self._options: CallOptions | None = None
+        self._instructions = ""
+        self._shutting_down = False
+        self._close_message: str | None = None
+        self._closed = False
+        self._dirty = False
+        self._last_push = 0.0
+        self._cut_items: set[str] = set()
+        self._response_active = False
+        self._tool_outputs_pending = False
+        self._queued_instructions: str | None = None
+        self._awaiting_server = False
+        self._speech_stopped_at: float | None = None
+        self._turn: Turn | None = None
+        self._clock_task: asyncio.Task | None = None
+
+    def copy(self) -> RealtimeHandler:
+        return RealtimeHandler(self.config, self.store, self.settings)
+
+    # ---- fastrtc interface -------------------------------------------------------------------------
+
+    async def start_up(self) -> None:
+        try:
+            self._options = await self._call_options()
+            self.state.language = self._options.language
+            if not self._options.api_key:
+                raise CallEnded(notice("no_key"))
+            self.session = ReservationSession(self.config, self.store, language=self._options.language)
+            self.state.reservation = self.session.snapshot()
+            self.state.deadline = time.time() + self.settings.call_time_limit_s
+            self._changed()
+            self._clock_task = asyncio.create_task(self._watch_clock())
+            await self._converse()
+        except CallEnded as ended:
+            await self._end(ended.message, error=True)
+        finally:
+            if self._clock_task is not None:
+                self._clock_task.cancel()
+
+    async def receive(self, frame: tuple[int, np.ndarray]) -> None:
+        conn = self._conn
+        if conn is None or self._close_message is not None:
+            return
+        try:
+            await conn.input_audio_buffer.append(audio=base64.b64encode(frame[1].tobytes()).decode("ascii"))
+        except ConnectionClosed:
+            pass  # the conversation loop sees the drop and handles it
+
+    async def emit(self) -> Any:
+        if self._closed:
+            await asyncio.sleep(0.05)
+            return None
+        now = time.monotonic()
+        if self._dirty and (now - self._last_push >= UI_PUSH_INTERVAL_S or self._close_message is not None):
+            self._dirty, self._last_push = False, now
+            return AdditionalOutputs(self.state.view())
+        if self._close_message is not None and not self.playout.speaking:
+            self._closed = True
+            return CloseStream(self._close_message)
+        chunk = await self.playout.next_chunk()
+        return None if chunk is None else (SAMPLE_RATE, chunk)
+
+    async def shutdown(self) -> None:
+        self._shutting_down = True
+        if self._clock_task is not None:
+            self._clock_task.cancel()
+        if self._conn is not None:
+            await self._conn.close()
+
+    # ---- call set-up -------------------------------------------------------------------------------
+
+    async def _call_options(self) -> CallOptions:
+        """Language, voice and key: from the UI inputs on the web, from settings on the phone."""
+        language = voice = key = None
+        if not self.phone_mode:
+            await self.wait_for_args()
+            # The UI inputs are [call, language, voice, key]; fastrtc may put a marker before the call's id.
+            language, voice, key = ([None, None, None] + list(self.latest_args))[-3:]
+        return CallOptions(
+            language=language if language in LANGUAGES else self.config.default_language,
+            voice=voice if voice in VOICES else self.settings.voice,
+            api_key=(key or "").strip() or os.environ.get("OPENAI_API_KEY", "").strip() or None,
+        )
+
+    def _session_config(self, resume: bool) -> dict[str, Any]:
+        assert self._options is not None and self.session is not None
+        language = self._options.language
+        instructions = render_instructions(self.config, language)
+        if resume:
+            draft = json.dumps(self.session.snapshot()["reservation"], ensure_ascii=False)
+            instructions += "\n\n" + resume_note(language, draft)
+        self._instructions = instructions
+        pcm = {"type": "audio/pcm", "rate": SAMPLE_RATE}
+        return {
+            "type": "realtime",
+            "instructions": instructions,
+            "output_modalities": ["audio"],
+            "audio": {
+                "input": {
+                    "format": pcm,
+                    "noise_reduction": {"type": "far_field" if self.phone_mode else "near_field"},
+                    "transcription": {"model": self.settings.transcription_model, "language": language},
+                    "turn_detection": {
+                        "type": "server_vad",
+                        "silence_duration_ms": 500,
+                        "prefix_padding_ms": 300,
+                        "create_response": True,
+                        "interrupt_response": True,
+                        "idle_timeout_ms": self.settings.idle_reprompt_ms,
+                    },
+                },
+                "output": {"format": pcm, "voice": self._options.voice},
+            },
+            "tools": realtime_tools(),
+            "tool_choice": "auto",
+        }
+
+    # ---- the conversation --------------------------------------------------------------------------
+
+    async def _converse(self) -> None:
+        """Run the call over one connection, reconnecting (with the draft kept) when it drops."""
+        assert self._options is not None
+        client = AsyncOpenAI(api_key=self._options.api_key, max_retries=0)
+        reconnects = 0
+        while not self._shutting_down:
+            try:
+                await self._connection(client, resume=reconnects > 0)
+                return
+            except ConnectionLost:
+                if self._shutting_down or self._close_message is not None:
+                    return
+                if reconnects >= MAX_RECONNECTS:
+                    raise CallEnded(notice("connection_lost")) from None
+                reconnects += 1
+                self._reset_turn_state()
+                self._system(notice("reconnecting"))
+                await asyncio.sleep(0.5 * reconnects)
+
+    async def _connection(self, client: AsyncOpenAI, resume: bool) -> None:
+        try:
+            manager = client.realtime.connect(model=self.settings.model)
+            conn = await manager.enter()
+        except InvalidStatus as refused:
+            status = refused.response.status_code
+            if status in (401, 403):
+                raise CallEnded(notice("key_refused")) from None
+            if resume:
+                raise ConnectionLost(f"HTTP {status}") from None
+            raise CallEnded(notice("service_refused", status=status)) from None
+        except (OSError, TimeoutError, InvalidHandshake):
+            if resume:
+                raise ConnectionLost("unreachable") from None
+            raise CallEnded(notice("unreachable")) from None
+        self._conn = conn
+        try:
+            await conn.session.update(session=self._session_config(resume))
+            if resume:
+                self._system(notice("reconnected"))
+            await self._create_response()
+            while True:
+                timeout = self.settings.response_timeout_s if self._awaiting_server else None
+                try:
+                    raw = await asyncio.wait_for(conn.recv_bytes(), timeout)
+                except TimeoutError:
+                    self._system(notice("stalled"))
+                    raise ConnectionLost("stalled") from None
+                await self._on_event(json.loads(raw))
+        except ConnectionClosed as closed:
+            if self._shutting_down:
+                return
+            raise ConnectionLost(str(closed)) from None
+        finally:
+            self._conn = None
+            if not self._shutting_down:
+                await conn.close()
+
+    def _reset_turn_state(self) -> None:
+        cut = self.playout.clear()
+        if cut is not None:
+            self.state.agent_cut(cut.item_id, cut.played_ms / max(1, cut.received_ms))
+        if self._clear_queue is not None:
+            self.clear_queue()
+        self._response_active = self._tool_outputs_pending = self._awaiting_server = False
+        self._queued_instructions = None
+
+    async def _create_response(self, instructions: str | None = None) -> None:
+        """Ask for a response now, or right after the one in progress (only one may be active)."""
+        if self._response_active:
+            self._queued_instructions = instructions or self._queued_instructions or ""
+            return
+        self._awaiting_server = True
+        self._response_active = True
+        if instructions:  # a response's instructions replace the session's, so keep the restaurant in them
+            await self._conn.response.create(response={"instructions": f"{self._instructions}\n\n{instructions}"})
+        else:
+            await self._conn.response.create()
+
+    async def _on_event(self, event: dict[str, Any]) -> None:
+        kind = LEGACY_EVENTS.get(event.get("type", ""), event.get("type", ""))
+        if kind == "response.output_audio.delta":
+            self._on_audio(event)
+        elif kind == "response.output_audio_transcript.delta":
+            if event.get("item_id") not in self._cut_items:
+                self.state.agent_delta(event["item_id"], event.get("delta", ""))
+                self._changed()
+        elif kind == "response.output_audio_transcript.done":
+            if event.get("item_id") not in self._cut_items:
+                self.state.agent_done(event["item_id"], event.get("transcript"))
+                self._changed()
+        elif kind == "input_audio_buffer.speech_started":
+            await self._on_barge_in()
+        elif kind == "input_audio_buffer.speech_stopped":
+            self._speech_stopped_at = time.monotonic()
+            self._awaiting_server = True
+        elif kind == "input_audio_buffer.committed":
+            self.state.user_pending(event["item_id"])
+            self._changed()
+        elif kind == "conversation.item.input_audio_transcription.completed":
+            self.state.user_said(event["item_id"], event.get("transcript", ""))
+            self._changed()
+        elif kind == "conversation.item.input_audio_transcription.failed":
+            self.state.user_inaudible(event["item_id"])
+            self._changed()
+        elif kind == "response.created":
+            self._response_active = True
+            self._turn = Turn()
+            self.state.turns.append(self._turn)
+        elif kind == "response.output_item.done":
+            item = event.get("item") or {}
+            if item.get("type") == "function_call":
+                await self._on_tool_call(item)
+        elif kind == "response.done":
+            await self._on_response_done(event.get("response") or {})
+        elif kind == "error":
+            self._on_error(event.get("error") or {})
+
+    def _on_audio(self, event: dict[str, Any]) -> None:
+        item_id = event.get("item_id", "")
+        if item_id in self._cut_items:
+            return
+        pcm = np.frombuffer(base64.b64decode(event.get("delta", "")), dtype=np.int16)
+        if self._speech_stopped_at is not None and self._turn is not None:
+            self._turn.latency_ms = round((time.monotonic() - self._speech_stopped_at) * 1000)
+            self._speech_stopped_at = None
+            self._changed()
+        self.playout.push(item_id, pcm)
+
+    async def _on_barge_in(self) -> None:
+        """The caller spoke: silence the agent at once and tell the model how much was heard."""
+        cut = self.playout.clear()
+        if self._clear_queue is not None:
+            self.clear_queue()
+        if cut is None:
+            return
+        self._cut_items.add(cut.item_id)
+        self.state.agent_cut(cut.item_id, cut.played_ms / max(1, cut.received_ms))
+        self._changed()
+        await self._conn.conversation.item.truncate(item_id=cut.item_id, content_index=0, audio_end_ms=cut.played_ms)
+
+    async def _on_tool_call(self, item: dict[str, Any]) -> None:
+        assert self.session is not None
+        name, arguments = item.get("name", ""), item.get("arguments")
+        try:
+            result = await asyncio.to_thread(run_tool, self.session, name, arguments)
+        except Exception as failure:  # a broken tool must cost one answer, never the call
+            log.exception("tool %s failed", name)
+            result = {
+                "reservation": self.session.snapshot()["reservation"],
+                "problems": [{"field": None, "code": "tool_failed", "message": str(failure)}],
+            }
+        self.state.reservation = self.session.snapshot()
+        self._changed()
+        await self._conn.conversation.item.create(
+            item={
+                "type": "function_call_output",
+                "call_id": item.get("call_id", ""),
+                "output": json.dumps(result, ensure_ascii=False),
+            }
+        )
+        self._tool_outputs_pending = True
+
+    async def _on_response_done(self, response: dict[str, Any]) -> None:
+        self._response_active = False
+        self._awaiting_server = False
+        usage = response.get("usage") or {}
+        if self._turn is not None:
+            self._turn.input_tokens = usage.get("input_tokens")
+            self._turn.output_tokens = usage.get("output_tokens")
+            self._turn.total_tokens = usage.get("total_tokens")
+            self._changed()
+        if response.get("status") == "failed":
+            error = (response.get("status_details") or {}).get("error") or {}
+            self._system(notice("service_error", detail=error.get("message") or error.get("code") or "failed"))
+        if self._tool_outputs_pending:
+            self._tool_outputs_pending = False
+            await self._create_response()
+        elif self._queued_instructions is not None:
+            instructions, self._queued_instructions = self._queued_instructions, None
+            await self._create_response(instructions or None)
+
+    def _on_error(self, error: dict[str, Any]) -> None:
+        """An `error` event concerns one client event; the session goes on, and the person is told."""
+        detail = error.get("message") or error.get("code") or error.get("type") or "unknown"
+        log.warning("Realtime error event: %s (%s)", error.get("code"), error.get("type"))
+        if error.get("code") in ("response_cancel_not_active", "conversation_already_has_active_response"):
+            return  # a harmless race between our requests and the server's own turn handling
+        self._system(notice("service_error", detail=detail))
+
+    # ---- time limit and ending ---------------------------------------------------------------------
+
+    async def _watch_clock(self) -> None:
+        """Warn, let the agent wrap up, then say goodbye and end when the call's time is up."""
+        limit = self.settings.call_time_limit_s
+        warn_after = max(0, limit - TIME_WARNING_S)
+        await asyncio.sleep(warn_after)
+        language = self.state.language
+        self._system(notice("time_warning", seconds=limit - warn_after))
+        if self._conn is not None:
+            await self._create_response(wrap_up_instruction(language))
+        await asyncio.sleep(limit - warn_after)
+        if self._conn is not None:
+            await self._create_response(goodbye_instruction(language))
+            deadline = time.monotonic() + GOODBYE_WAIT_S
+            while (self._response_active or self.playout.speaking) and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+        await self._end(notice("time_up"))
+
+    async def _end(self, message: str, error: bool = False) -> None:
+        """Tell the person why the call ends, let queued speech finish, then close the stream."""
+        self._system(message)
+        self.state.ended = True
+        self._changed()
+        await self.send_message(json.dumps({"type": "error" if error else "warning", "message": message}))
+        self._close_message = message
+        if self._conn is not None:
+            self._shutting_down = True
+            await self._conn.close()
+
+    def _system(self, text: str) -> None:
+        self.state.system(text)
+        self._changed()
+
+    def _changed(self) -> None:
+        self._dirty = True

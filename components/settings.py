@@ -1,0 +1,52 @@
+"""Deployment settings read from the environment, so an owner tunes a Space with Secrets and Variables only."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+VOICES = ("marin", "cedar", "alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse")
+LANGUAGES = ("ja", "en")  # the caller's choice; the restaurant's default is in its config
+
+
+def _int(name: str, default: int, minimum: int = 1) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    """How the voice agent runs: models, voice, and the limits a shared demo needs.
+
+    Defaults: a booking takes one to three minutes, so a call may last 5 minutes (the cookbook's 90 s
+    cut people off mid read-back); 10 calls at once keep a free 2-vCPU Space responsive while bounding
+    what a public demo can spend of the owner's OpenAI budget.
+    """
+
+    model: str = "gpt-realtime"
+    transcription_model: str = "gpt-4o-mini-transcribe"
+    voice: str = "marin"
+    call_time_limit_s: int = 300
+    max_concurrent_calls: int = 10
+    idle_reprompt_ms: int = 8000
+    response_timeout_s: int = 20
+
+    @classmethod
+    def from_env(cls) -> AgentSettings:
+        return cls(
+            model=os.environ.get("OPENAI_REALTIME_MODEL", "").strip() or cls.model,
+            transcription_model=os.environ.get("OPENAI_TRANSCRIBE_MODEL", "").strip() or cls.transcription_model,
+            voice=os.environ.get("OPENAI_VOICE", "").strip() or cls.voice,
+            call_time_limit_s=_int("CALL_TIME_LIMIT", cls.call_time_limit_s, minimum=30),
+            max_concurrent_calls=_int("MAX_CONCURRENT_CALLS", cls.max_concurrent_calls),
+            idle_reprompt_ms=_int("IDLE_REPROMPT_MS", cls.idle_reprompt_ms, minimum=1000),
+            response_timeout_s=_int("RESPONSE_TIMEOUT", cls.response_timeout_s, minimum=2),
+        )

@@ -1,0 +1,161 @@
+"""Plays fastrtc's part around one voice handler, so handler tests read like a phone call.
+
+fastrtc gives a handler microphone frames through `receive`, pulls `emit` in a loop, plays the audio it
+returns at real time, forwards `AdditionalOutputs` to the UI, ends on `CloseStream`, and hands the handler
+a `clear_queue` callback for barge-in. `CallDriver` does exactly that and records what a caller and the
+screen would get: audio (with timestamps, to see when the agent goes quiet), views, closing messages and
+the data-channel messages (errors and warnings) the browser would show.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from fastrtc import AdditionalOutputs, CloseStream
+
+from tests.speech import speech_pcm
+
+RATE = 24_000
+FRAME = RATE // 50  # 20 ms, as WebRTC delivers it
+
+
+@dataclass
+class Heard:
+    """One chunk of agent audio as it was handed to the caller."""
+
+    at: float
+    samples: int
+    rms: float
+
+
+class DataChannel:
+    """Collects what fastrtc would send to the browser over the data channel."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def send(self, message: str) -> None:
+        self.messages.append(message)
+
+
+@dataclass
+class CallDriver:
+    handler: Any
+    heard: list[Heard] = field(default_factory=list)
+    views: list[dict] = field(default_factory=list)
+    closed: str | None = None
+    cleared: int = 0
+    channel: DataChannel = field(default_factory=DataChannel)
+    _mic: deque = field(default_factory=deque)
+    _tasks: list[asyncio.Task] = field(default_factory=list)
+
+    async def __aenter__(self) -> CallDriver:
+        self.handler._loop = asyncio.get_running_loop()
+        self.handler._clear_queue = self._clear_queue
+        self.handler.set_channel(self.channel)
+        self._tasks = [
+            asyncio.create_task(self.handler.start_up()),
+            asyncio.create_task(self._player()),
+            asyncio.create_task(self._microphone()),
+        ]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.handler.shutdown()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _clear_queue(self) -> None:
+        self.cleared += 1
+
+    async def _player(self) -> None:
+        while self.closed is None:
+            out = await self.handler.emit()
+            if isinstance(out, AdditionalOutputs):
+                self.views.append(out.args[0])
+            elif isinstance(out, CloseStream):
+                self.closed = out.msg
+            elif out is not None:
+                rate, pcm = out
+                assert rate == RATE and pcm.dtype == np.int16
+                rms = float(np.sqrt(np.mean(pcm.astype(np.float64) ** 2))) if pcm.size else 0.0
+                self.heard.append(Heard(time.monotonic(), pcm.size, rms))
+
+    async def _microphone(self) -> None:
+        """A live microphone: 20 ms frames in real time, silence unless the caller is talking."""
+        silence = np.zeros((1, FRAME), dtype=np.int16)
+        next_at = time.monotonic()
+        while True:
+            frame = self._mic.popleft() if self._mic else silence
+            await self.handler.receive((RATE, frame))
+            next_at += FRAME / RATE
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+
+    # ---- what the caller does --------------------------------------------------------------------------
+
+    async def say(self, text: str) -> None:
+        """Speak `text` (espeak-ng) into the microphone and return once it has all been sent."""
+        pcm = speech_pcm(text, RATE)
+        pad = (-pcm.size) % FRAME
+        frames = np.concatenate([pcm, np.zeros(pad, dtype=np.int16)]).reshape(-1, 1, FRAME)
+        self._mic.extend(frames)
+        while self._mic:
+            await asyncio.sleep(0.02)
+
+    async def until(self, predicate: Any, timeout: float = 15.0, what: str = "condition") -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"timed out waiting for {what}; last view: {self.view}")
+
+    async def until_quiet(self, quiet_s: float = 0.4, timeout: float = 20.0) -> None:
+        """Wait until the agent has said nothing for `quiet_s` (its audio drained)."""
+        await self.until(
+            lambda: not self.heard or time.monotonic() - self.heard[-1].at > quiet_s, timeout, "the agent to finish"
+        )
+
+    async def greeting(self) -> str:
+        line = await self.until(lambda: self.agent_lines(final=True), what="the greeting")
+        await self.until_quiet()
+        return line[0]
+
+    async def turn(self, text: str, timeout: float = 20.0) -> str:
+        """Say something once the agent is quiet, then wait for its spoken answer to finish; return the answer."""
+        await self.until_quiet()
+        before = len(self.agent_lines(final=True))
+        await self.say(text)
+        lines = await self.until(
+            lambda: len(self.agent_lines(final=True)) > before and self.agent_lines(final=True),
+            timeout,
+            f"an answer to {text!r}",
+        )
+        await self.until_quiet()
+        return lines[-1]
+
+    # ---- what the screen shows ---------------------------------------------------------------------------
+
+    @property
+    def view(self) -> dict:
+        return self.views[-1] if self.views else {}
+
+    def lines(self, role: str | None = None) -> list[dict]:
+        return [line for line in self.view.get("transcript", []) if role is None or line["role"] == role]
+
+    def agent_lines(self, final: bool = False) -> list[str]:
+        return [line["text"] for line in self.lines("assistant") if not final or line["status"] == "final"]
+
+    @property
+    def card(self) -> dict:
+        return self.view.get("reservation", {})
+
+    def audible_ms(self, since: float = 0.0, threshold: float = 100.0) -> float:
+        return sum(h.samples for h in self.heard if h.at >= since and h.rms > threshold) * 1000 / RATE
