@@ -1,0 +1,116 @@
+"""AI-SHIFT reservation voicebot: talk to a voice agent that books a table, and watch the booking take shape.
+
+The whole flow on one screen: load the restaurant, build the page, wire the voice handler, launch.
+The restaurant lives in `assets/restaurant.toml`; rules, tools and prompt in `components/`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import gradio as gr
+from fastrtc import WebRTC
+
+from components.config import load_config
+from components.realtime_handler import RealtimeHandler
+from components.settings import VOICES, AgentSettings
+from components.store import ReservationStore
+from components.turn import missing_turn_warning, rtc_configuration
+from components.ui import card_html, chat_messages
+
+ASSETS = Path(__file__).parent / "assets"
+
+config = load_config()
+settings = AgentSettings.from_env()
+store = ReservationStore()
+has_env_key = bool(os.environ.get("OPENAI_API_KEY", "").strip())
+
+
+def show_call(view: dict) -> tuple[list[dict], str]:
+    """Turn the handler's view of the call into the transcript and the card."""
+    language = view.get("language", config.default_language)
+    return chat_messages(view), card_html(view, config.name(language), language)
+
+
+def idle_card(language: str) -> str:
+    return card_html(None, config.name(language), language)
+
+
+HEADER = f"""
+<div class="app-header">
+  <h1>🍽️ {config.name("ja")} ご予約ボイスボット / Reservation voicebot</h1>
+  <p>録音ボタンを押して話しかけてください。お名前・日時・人数・ご要望をうかがい、内容を確認してから予約します。</p>
+  <p>Press record and talk: the agent takes your name, date and time, party size and requests,
+  reads the booking back, and books it once you agree.</p>
+</div>
+"""
+
+KEY_HELP = """
+**OpenAI APIキーが必要です / An OpenAI API key is needed.**
+Spaceを複製して Settings → Secrets に `OPENAI_API_KEY` を追加するか、下の「設定」欄にキーを貼り付けてください。
+Duplicate this Space and add `OPENAI_API_KEY` under Settings → Secrets, or paste a key in **Settings** below
+(it is used for your calls only and never stored).
+"""
+
+with gr.Blocks(
+    title=f"{config.name('en')} reservation voicebot",
+    css_paths=[ASSETS / "style.css"],
+    head_paths=[ASSETS / "head.html"],
+    theme=gr.themes.Soft(primary_hue="orange"),
+) as demo:
+    gr.HTML(HEADER)
+    if os.environ.get("SPACE_ID"):
+        gr.DuplicateButton("このSpaceを複製 / Duplicate this Space", size="sm")
+    if not has_env_key:
+        gr.Markdown(KEY_HELP, elem_id="key-help")
+    if turn_help := missing_turn_warning():
+        gr.Markdown(turn_help, elem_id="turn-help")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1, min_width=320):
+            call = WebRTC(
+                label="通話 / Call",
+                modality="audio",
+                mode="send-receive",
+                rtc_configuration=rtc_configuration(),
+                server_rtc_configuration=None if os.environ.get("SPACE_ID") else {"iceServers": []},
+                full_screen=False,
+                elem_id="call",
+                button_labels={"start": "録音して話す / Record", "stop": "通話を終了 / Hang up"},
+            )
+            card = gr.HTML(idle_card(config.default_language), elem_id="reservation-card")
+            with gr.Accordion("設定 / Settings", open=not has_env_key):
+                language = gr.Radio(
+                    [("日本語", "ja"), ("English", "en")], value=config.default_language, label="言語 / Language"
+                )
+                voice = gr.Dropdown(list(VOICES), value=settings.voice, label="声 / Voice")
+                api_key = gr.Textbox(
+                    label="OpenAI APIキー / API key",
+                    type="password",
+                    placeholder="sk-…",
+                    visible=not has_env_key,
+                    elem_id="api-key",
+                )
+        with gr.Column(scale=1, min_width=320):
+            transcript = gr.Chatbot(
+                type="messages",
+                label="会話 / Transcript",
+                elem_id="transcript",
+                height=520,
+                show_copy_button=True,
+                allow_tags=False,
+            )
+
+    call.stream(
+        RealtimeHandler(config, store, settings),
+        inputs=[call, language, voice, api_key],
+        outputs=[call],
+        concurrency_limit=settings.max_concurrent_calls,
+        time_limit=settings.call_time_limit_s + 15,  # backstop: the handler ends the call politely first
+    )
+    # Each call streams its updates for as long as it lasts, so this event must not share one queue slot.
+    call.on_additional_outputs(show_call, outputs=[transcript, card], concurrency_limit=None, show_progress="hidden")
+    language.change(idle_card, inputs=[language], outputs=[card], queue=False)
+
+if __name__ == "__main__":
+    demo.launch()

@@ -1,0 +1,70 @@
+"""How browsers reach the WebRTC server: TURN relays on a Space, nothing locally.
+
+On a Hugging Face Space the audio must cross NATs and corporate firewalls, which needs a TURN relay.
+Credentials expire, so they are fetched for each connection (fastrtc calls `rtc_configuration` per
+offer), never at import time; a failure there becomes a clear message instead of a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastrtc import get_cloudflare_turn_credentials_async, get_twilio_turn_credentials
+
+log = logging.getLogger(__name__)
+
+RtcConfiguration = Callable[[], Awaitable[dict[str, Any]]]
+
+NO_TURN_WARNING = (
+    "このSpaceにはTURNサーバーの設定がないため、一部のネットワーク（社内ネットワークなど）からは通話がつながらない場合があります。"
+    "Spaceの Secrets に TWILIO_ACCOUNT_SID と TWILIO_AUTH_TOKEN、または HF_TOKEN を追加してください。\n"
+    "This Space has no TURN server configured, so calls from some networks (e.g. corporate ones) may fail. "
+    "Add TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN, or HF_TOKEN, to the Space's secrets."
+)
+
+
+class TurnUnavailable(RuntimeError):
+    """TURN credentials could not be fetched; the message is safe to show (it names no secret)."""
+
+
+def turn_provider() -> str | None:
+    """Which TURN source this deployment uses: "twilio", "hf", or None (local, or a Space without secrets)."""
+    if not os.environ.get("SPACE_ID"):
+        return None
+    if os.environ.get("TWILIO_ACCOUNT_SID") and os.environ.get("TWILIO_AUTH_TOKEN"):
+        return "twilio"
+    if os.environ.get("HF_TOKEN"):
+        return "hf"
+    return None
+
+
+def missing_turn_warning() -> str | None:
+    """The notice to show on a Space that has no TURN secrets; None where none is needed."""
+    if os.environ.get("SPACE_ID") and turn_provider() is None:
+        return NO_TURN_WARNING
+    return None
+
+
+def rtc_configuration() -> RtcConfiguration | None:
+    """The WebRTC `rtc_configuration` for this deployment: a per-connection fetcher, or None for none."""
+    provider = turn_provider()
+    if provider is None:
+        return None
+
+    async def fetch() -> dict[str, Any]:
+        try:
+            if provider == "twilio":
+                return await asyncio.to_thread(get_twilio_turn_credentials)
+            return await get_cloudflare_turn_credentials_async(hf_token=os.environ["HF_TOKEN"])
+        except Exception as failure:  # the provider's message may echo request details: keep only its type
+            log.warning("TURN credentials from %s failed: %s", provider, type(failure).__name__)
+            raise TurnUnavailable(
+                f"TURNサーバーの認証情報を取得できませんでした（{provider}）。 "
+                f"Could not get TURN credentials from {provider}; check the Space's secrets."
+            ) from None
+
+    return fetch

@@ -1,0 +1,147 @@
+"""What a call looks like on screen: the transcript as Chatbot messages and the reservation card as HTML.
+
+Pure functions of the call view (see `call_state.CallState.view`), so the browser path, a dashboard fed by
+server-sent events and the tests all render the same thing. The card's markup is a contract with the
+tests and the stylesheet: every field sits in an element with `data-field` holding the normalised value,
+and the status badge carries `data-status`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from html import escape
+from typing import Any
+
+FIELDS = ("guest_name", "date", "time", "party_size", "requests")
+
+LABELS = {
+    "ja": {
+        "title": "ご予約内容",
+        "guest_name": "お名前",
+        "date": "日付",
+        "time": "時間",
+        "party_size": "人数",
+        "requests": "ご要望",
+        "missing": "未入力",
+        "none": "なし",
+        "collecting": "受付中",
+        "ready": "確認待ち",
+        "confirmed": "予約確定",
+        "booking_id": "予約番号",
+        "time_left": "残り時間",
+        "latency": "応答",
+        "tokens": "トークン",
+        "guests": "名",
+        "weekdays": "月火水木金土日",
+        "idle": "録音ボタンを押して話しかけると、ここに予約内容が表示されます。",
+        "alternatives": "空いている時間",
+    },
+    "en": {
+        "title": "Your booking",
+        "guest_name": "Name",
+        "date": "Date",
+        "time": "Time",
+        "party_size": "Guests",
+        "requests": "Requests",
+        "missing": "not yet given",
+        "none": "none",
+        "collecting": "Taking details",
+        "ready": "Ready to confirm",
+        "confirmed": "Confirmed",
+        "booking_id": "Booking number",
+        "time_left": "Time left",
+        "latency": "Response",
+        "tokens": "tokens",
+        "guests": "guests",
+        "weekdays": ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"],
+        "idle": "Press record and talk: your booking appears here as the call goes on.",
+        "alternatives": "Free times",
+    },
+}
+
+ROLES = {"user": "user", "assistant": "assistant", "system": "assistant"}
+
+
+def chat_messages(view: dict[str, Any]) -> list[dict[str, str]]:
+    """Transcript lines as `gr.Chatbot(type="messages")` messages; product notices stand out with a marker."""
+    messages = []
+    for line in view.get("transcript", []):
+        text = line["text"] if line["role"] != "system" else f"ℹ️ {line['text']}"
+        messages.append({"role": ROLES[line["role"]], "content": text})
+    return messages
+
+
+def _weekday(value: str, words: dict[str, Any]) -> str:
+    try:
+        return str(words["weekdays"][dt.date.fromisoformat(value).weekday()])
+    except ValueError:
+        return ""
+
+
+def _field_row(field: str, value: Any, words: dict[str, Any]) -> str:
+    missing = value is None or value == ""
+    optional = field == "requests"
+    shown = "" if missing else escape(str(value))
+    extra = ""
+    if not missing and field == "date":
+        extra = f'<span class="hint">({escape(_weekday(str(value), words))})</span>'
+    elif not missing and field == "party_size":
+        extra = f'<span class="hint">{escape(words["guests"])}</span>'
+    placeholder = words["none"] if optional else words["missing"]
+    state = "missing" if missing and not optional else ("empty" if missing else "filled")
+    return (
+        f'<div class="row {state}"><dt>{escape(words[field])}</dt>'
+        f'<dd><span class="value" data-field="{field}" data-state="{state}" '
+        f'data-placeholder="{escape(placeholder)}">{shown}</span>{extra}</dd></div>'
+    )
+
+
+def card_html(view: dict[str, Any] | None, restaurant_name: str, language: str = "ja") -> str:
+    """The reservation summary card for a call view (or the idle card before a call)."""
+    words = LABELS["en" if language == "en" else "ja"]
+    view = view or {}
+    snapshot = view.get("reservation") or {}
+    status = snapshot.get("status", "collecting")
+    reservation = snapshot.get("reservation") or {}
+    rows = "".join(_field_row(field, reservation.get(field), words) for field in FIELDS)
+    head = (
+        f'<div class="card-head"><span class="restaurant">{escape(restaurant_name)}</span>'
+        f'<span class="title">{escape(words["title"])}</span>'
+        f'<span class="badge" data-status="{escape(status)}">{escape(words[status])}</span></div>'
+    )
+    parts = [head, f"<dl>{rows}</dl>"]
+    if snapshot.get("booking_id"):
+        booking_id = escape(snapshot["booking_id"])
+        parts.append(
+            f'<div class="booking-id">{escape(words["booking_id"])} '
+            f'<strong data-booking-id="{booking_id}">{booking_id}</strong></div>'
+        )
+    problems = snapshot.get("problems") or []
+    if problems:
+        items = "".join(
+            f'<li data-code="{escape(p.get("code") or "")}" data-problem-field="{escape(p.get("field") or "")}">'
+            f"{escape(p.get('message') or '')}</li>"
+            for p in problems
+        )
+        parts.append(f'<ul class="problems">{items}</ul>')
+    alternatives = snapshot.get("alternatives") or []
+    if alternatives and status != "confirmed":
+        times = " · ".join(escape(f"{a.get('date', '')} {a.get('time', '')}".strip()) for a in alternatives[:4])
+        parts.append(f'<p class="alternatives">{escape(words["alternatives"])}: {times}</p>')
+    if not view:
+        parts.append(f'<p class="idle">{escape(words["idle"])}</p>')
+    footer = []
+    if view.get("deadline") and not view.get("ended"):
+        footer.append(
+            f'<span class="time-left">{escape(words["time_left"])} '
+            f'<span data-deadline="{int(view["deadline"])}"></span></span>'
+        )
+    turns = [t for t in view.get("turns", []) if t.get("latency_ms") is not None]
+    if turns:
+        footer.append(f'<span class="latency">{escape(words["latency"])} {turns[-1]["latency_ms"]} ms</span>')
+    tokens = sum(t.get("total_tokens") or 0 for t in view.get("turns", []))
+    if tokens:
+        footer.append(f'<span class="tokens">{tokens:,} {escape(words["tokens"])}</span>')
+    if footer:
+        parts.append(f'<div class="card-foot">{"".join(footer)}</div>')
+    return f'<div class="reservation-card" data-status="{escape(status)}" lang="{language}">{"".join(parts)}</div>'
