@@ -1,0 +1,28 @@
+"""An owner tunes a Space with variables; a mistyped one stops the app with its name, not a silent default."""
+
+from __future__ import annotations
+
+import pytest
+
+from components.settings import AgentSettings
+
+
+def test_defaults_and_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("CALL_TIME_LIMIT", "MAX_CONCURRENT_CALLS", "OPENAI_REALTIME_MODEL", "OPENAI_VOICE"):
+        monkeypatch.delenv(name, raising=False)
+    assert AgentSettings.from_env() == AgentSettings()
+    monkeypatch.setenv("CALL_TIME_LIMIT", "120")
+    monkeypatch.setenv("MAX_CONCURRENT_CALLS", "3")
+    monkeypatch.setenv("OPENAI_REALTIME_MODEL", "gpt-realtime-mini")
+    settings = AgentSettings.from_env()
+    assert (settings.call_time_limit_s, settings.max_concurrent_calls, settings.model) == (120, 3, "gpt-realtime-mini")
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [("MAX_CONCURRENT_CALLS", "ten", "whole number"), ("CALL_TIME_LIMIT", "10", "at least 30")],
+)
+def test_bad_values_name_the_variable(monkeypatch: pytest.MonkeyPatch, name: str, value: str, says: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match=f"{name}.*{says}"):
+        AgentSettings.from_env()

@@ -1,0 +1,93 @@
+"""The card and transcript a person sees, rendered from a call view."""
+
+from __future__ import annotations
+
+import re
+
+from components.call_state import CallState
+from components.ui import card_html, chat_messages
+
+
+def field(html: str, name: str) -> tuple[str, str]:
+    match = re.search(rf'<span class="value" data-field="{name}" data-state="(\w+)"[^>]*>(.*?)</span>', html)
+    assert match, f"no {name} field in {html}"
+    return match.group(1), match.group(2)
+
+
+def snapshot(**overrides) -> dict:
+    base = {
+        "status": "collecting",
+        "reservation": {"guest_name": None, "date": None, "time": None, "party_size": None, "requests": None},
+        "missing": ["guest_name", "date", "time", "party_size"],
+        "problems": [],
+        "booking_id": None,
+        "alternatives": [],
+    }
+    base.update(overrides)
+    return base
+
+
+def test_missing_fields_are_marked_and_filled_ones_hold_the_normalised_value() -> None:
+    state = CallState(language="ja")
+    state.reservation = snapshot(
+        reservation={"guest_name": "山田", "date": "2026-12-04", "time": "19:00", "party_size": None, "requests": None}
+    )
+    html = card_html(state.view(), "AI-SHIFT", "ja")
+    assert field(html, "guest_name") == ("filled", "山田")
+    assert field(html, "date") == ("filled", "2026-12-04")
+    assert "(金)" in html  # the weekday helps the caller check "next Friday"
+    assert field(html, "party_size") == ("missing", "")
+    assert field(html, "requests") == ("empty", "")
+    assert 'data-status="collecting"' in html
+
+
+def test_problems_in_the_chosen_language_and_the_booking_id_once_confirmed() -> None:
+    problem = {"field": "party_size", "code": "party_too_large", "message": "We seat at most 4 guests."}
+    html = card_html({"reservation": snapshot(problems=[problem])}, "AI-SHIFT", "en")
+    assert '<li data-code="party_too_large" data-problem-field="party_size">We seat at most 4 guests.</li>' in html
+    assert "Taking details" in html
+
+    done = snapshot(status="confirmed", booking_id="AS-7K3Q")
+    html = card_html({"reservation": done}, "AI-SHIFT", "en")
+    assert '<span class="badge" data-status="confirmed">Confirmed</span>' in html
+    assert 'data-booking-id="AS-7K3Q"' in html
+
+
+def test_what_callers_say_cannot_inject_markup() -> None:
+    evil = '<img src=x onerror="alert(1)">'
+    html = card_html(
+        {"reservation": snapshot(reservation={"guest_name": evil, "requests": evil})}, "<b>Bistro</b>", "en"
+    )
+    assert "<img" not in html and "<b>Bistro" not in html
+    assert "&lt;img" in html
+
+
+def test_the_transcript_keeps_conversation_order_and_marks_notices() -> None:
+    state = CallState(language="en")
+    state.agent_delta("a1", "Hello, ")
+    state.agent_delta("a1", "AI-SHIFT.")
+    state.user_pending("u1")  # the caller spoke; the transcription comes later
+    state.agent_delta("a2", "Which date?")
+    state.user_said("u1", "Table for two.")
+    state.agent_done("a1", "Hello, AI-SHIFT.")
+    state.system("Reconnecting…")
+    state.agent_cut("a2", 0.5)
+    messages = chat_messages(state.view())
+    assert messages == [
+        {"role": "assistant", "content": "Hello, AI-SHIFT."},
+        {"role": "user", "content": "Table for two."},
+        {"role": "assistant", "content": "Which… (interrupted)"},
+        {"role": "assistant", "content": "ℹ️ Reconnecting…"},
+    ]
+
+
+def test_the_idle_card_invites_a_call_and_a_live_one_shows_time_and_figures() -> None:
+    assert "Press record" in card_html(None, "AI-SHIFT", "en")
+    state = CallState(language="en", deadline=2_000_000_000.0)
+    state.reservation = snapshot()
+    state.turns = []
+    view = state.view()
+    view["turns"] = [{"latency_ms": 640, "total_tokens": 1200}]
+    html = card_html(view, "AI-SHIFT", "en")
+    assert 'data-deadline="2000000000"' in html
+    assert "640 ms" in html and "1,200 tokens" in html
