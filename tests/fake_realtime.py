@@ -9,10 +9,8 @@ connects to ``ws://127.0.0.1:PORT/v1/realtime?model=...`` with
 
 Quick start::
 
-    # ``tests/`` has no __init__.py: pytest puts tests/ on sys.path, so import it as
-    # ``fake_realtime`` (``tests.fake_realtime`` only works under ``python -m pytest``).
-    from fake_realtime import (FakeRealtimeServer, Script, greet, on_caller_speech,
-                               user_said, call_tool, say)
+    from tests.fake_realtime import (FakeRealtimeServer, Script, greet, on_caller_speech,
+                                     user_said, call_tool, say)
 
     script = Script(
         greet("いらっしゃいませ、AI-SHIFTです。ご予約ですか？"),

@@ -6,11 +6,11 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-from domain_fixtures import jst, write_config
 
 from components.config import DEFAULT_CONFIG_PATH, PROJECT_ROOT, ClosedPeriod, Localized, load_config
 from components.prompt import render_instructions
 from components.rules import Code, Reservation, opening, validate_reservation
+from tests.domain_fixtures import jst, write_config
 
 
 def test_shipped_defaults_are_ai_shift(monkeypatch):

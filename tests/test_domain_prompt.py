@@ -5,11 +5,11 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from domain_fixtures import jst
 
 from components.config import DEFAULT_CONFIG_PATH, load_config
 from components.prompt import render_instructions
 from components.tools import TOOL_NAMES
+from tests.domain_fixtures import jst
 
 CONFIG = load_config(DEFAULT_CONFIG_PATH)
 

@@ -7,7 +7,6 @@ import datetime as dt
 
 import holidays
 import pytest
-from domain_fixtures import booking, jst
 
 from components.config import DEFAULT_CONFIG_PATH, load_config
 from components.rules import (
@@ -24,6 +23,7 @@ from components.rules import (
     opening,
     validate_reservation,
 )
+from tests.domain_fixtures import booking, jst
 
 CONFIG = load_config(DEFAULT_CONFIG_PATH)
 APRIL = jst(2026, 4, 20, 9, 0)  # a Monday morning; the window runs to 2026-06-19

@@ -10,12 +10,12 @@ import sqlite3
 import threading
 
 import pytest
-from domain_fixtures import ID_PATTERN, booking, jst, race_to_book
 
 from components import store as store_module
 from components.config import DEFAULT_CONFIG_PATH, PROJECT_ROOT, load_config
 from components.rules import Code, Reservation
 from components.store import ID_ALPHABET, BookingRefused, ReservationStore
+from tests.domain_fixtures import ID_PATTERN, booking, jst, race_to_book
 
 CONFIG = load_config(DEFAULT_CONFIG_PATH)
 NOW = jst(2026, 4, 20, 9, 0)

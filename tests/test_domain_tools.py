@@ -7,11 +7,11 @@ import json
 import re
 
 import pytest
-from domain_fixtures import ID_PATTERN, booking, jst, make_session
 
 from components.config import DEFAULT_CONFIG_PATH, load_config
 from components.rules import FIELDS
 from components.tools import TOOL_NAMES, chat_tools, realtime_tools, run_tool
+from tests.domain_fixtures import ID_PATTERN, booking, jst, make_session
 
 NOW = jst(2026, 4, 20, 9, 0)  # Monday
 RESULT_KEYS = {"status", "reservation", "missing", "problems", "booking_id", "alternatives"}

@@ -16,7 +16,11 @@ from typing import Any
 import numpy as np
 import openai
 import pytest
-from fake_realtime import (
+from openai.types.realtime.realtime_server_event import RealtimeServerEvent
+from pydantic import TypeAdapter
+from websockets.exceptions import ConnectionClosedError, InvalidStatus
+
+from tests.fake_realtime import (
     SAMPLE_RATE,
     FakeRealtimeServer,
     Script,
@@ -35,9 +39,6 @@ from fake_realtime import (
     send_event,
     user_said,
 )
-from openai.types.realtime.realtime_server_event import RealtimeServerEvent
-from pydantic import TypeAdapter
-from websockets.exceptions import ConnectionClosedError, InvalidStatus
 
 MODEL = "gpt-realtime"
 API_KEY = "sk-test-fake-0000abcd"
