@@ -6,14 +6,11 @@ import asyncio
 import base64
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
-import wave
 from typing import Any
 
-import numpy as np
 import openai
 import pytest
 from openai.types.realtime.realtime_server_event import RealtimeServerEvent
@@ -39,6 +36,7 @@ from tests.fake_realtime import (
     send_event,
     user_said,
 )
+from tests.speech import speech_pcm as spoken
 
 MODEL = "gpt-realtime"
 API_KEY = "sk-test-fake-0000abcd"
@@ -71,28 +69,9 @@ SESSION = {
 
 
 @pytest.fixture(scope="module")
-def speech_pcm(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    """Real speech from espeak-ng, resampled to PCM16 mono 24 kHz."""
-    if not shutil.which("espeak-ng"):
-        pytest.skip("espeak-ng not installed")
-    d = tmp_path_factory.mktemp("tts")
-    raw, out = d / "raw.wav", d / "speech24k.wav"
-    subprocess.run(
-        ["espeak-ng", "-v", "en", "-w", str(raw), "Yamada, four people, tomorrow at seven p m."],
-        check=True,
-        capture_output=True,
-    )
-    if shutil.which("sox"):
-        subprocess.run(
-            ["sox", str(raw), "-r", "24000", "-c", "1", "-b", "16", str(out)], check=True, capture_output=True
-        )
-        with wave.open(str(out)) as w:
-            assert w.getframerate() == SAMPLE_RATE and w.getnchannels() == 1 and w.getsampwidth() == 2
-            return w.readframes(w.getnframes())
-    with wave.open(str(raw)) as w:  # pragma: no cover - numpy fallback
-        rate, data = w.getframerate(), np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
-    n = int(len(data) * SAMPLE_RATE / rate)
-    return np.interp(np.arange(n) * rate / SAMPLE_RATE, np.arange(len(data)), data).astype("<i2").tobytes()
+def speech_pcm() -> bytes:
+    """Real speech from espeak-ng as PCM16 mono 24 kHz."""
+    return spoken("Yamada, four people, tomorrow at seven p m.", SAMPLE_RATE).tobytes()
 
 
 def b64(pcm: bytes) -> str:
