@@ -403,19 +403,27 @@ class RealtimeHandler(AsyncStreamHandler):
     async def _watch_clock(self) -> None:
         """Warn, let the agent wrap up, then say goodbye and end when the call's time is up."""
         limit = self.settings.call_time_limit_s
-        warn_after = max(0, limit - TIME_WARNING_S)
+        warn_after = max(limit - TIME_WARNING_S, limit * 2 / 3)  # a short call is not warned at its start
         await asyncio.sleep(warn_after)
         language = self.state.language
-        self._system(notice("time_warning", seconds=limit - warn_after))
-        if self._conn is not None:
-            await self._create_response(wrap_up_instruction(language))
+        self._system(notice("time_warning", seconds=round(limit - warn_after)))
+        await self._ask(wrap_up_instruction(language))
         await asyncio.sleep(limit - warn_after)
-        if self._conn is not None:
-            await self._create_response(goodbye_instruction(language))
+        if await self._ask(goodbye_instruction(language)):
             deadline = time.monotonic() + GOODBYE_WAIT_S
             while (self._response_active or self.playout.speaking) and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
         await self._end(notice("time_up"))
+
+    async def _ask(self, instructions: str) -> bool:
+        """Ask the model to say something now, if connected; a drop is the conversation loop's to handle."""
+        if self._conn is None:
+            return False
+        try:
+            await self._create_response(instructions)
+        except ConnectionClosed:
+            return False
+        return True
 
     async def _end(self, message: str, error: bool = False) -> None:
         """Tell the person why the call ends, let queued speech finish, then close the stream."""

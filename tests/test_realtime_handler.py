@@ -27,6 +27,7 @@ from tests.fake_realtime import (
     greet,
     inaudible,
     on_caller_speech,
+    on_response_create,
     say,
     send_error,
     stall,
@@ -434,3 +435,28 @@ def test_the_booking_survives_in_sqlite_after_the_call(config, store, monkeypatc
         assert server.session()["audio"]["input"]["transcription"]["language"] == "ja"
     rows = sqlite3.connect(store.path).execute("SELECT booking_id, guest_name FROM reservations").fetchall()
     assert rows == [(call.card["booking_id"], "Ito")]
+
+
+def test_the_time_limit_warns_says_goodbye_and_ends_the_call(config, store, monkeypatch) -> None:
+    script = Script(
+        greet("Hello."),
+        on_response_create("Thirty seconds are left; shall I confirm now?"),
+        on_response_create("Thank you for calling, goodbye."),
+    )
+
+    async def conversation(call: CallDriver) -> None:
+        await call.until(lambda: call.closed, timeout=20, what="the call to end")
+
+    settings = AgentSettings(call_time_limit_s=4, response_timeout_s=3)
+    with FakeRealtimeServer(script, api_key=KEY, ms_per_char=15, min_audio_ms=300) as server:
+        call = run_call(server, config, store, conversation, monkeypatch=monkeypatch, settings=settings)
+        creates = server.client_events("response.create")
+
+    assert "goodbye" in call.agent_lines(final=True)[-1]
+    assert any("seconds left" in line["text"] for line in call.lines("system"))
+    assert "time limit" in call.closed
+    # The wrap-up and goodbye requests keep the restaurant's instructions and add the moment's.
+    extra = [event["response"]["instructions"] for event in creates if event.get("response")]
+    assert len(extra) == 2 and all("AI-SHIFT" in text for text in extra)
+    assert "goodbye" in extra[1]
+    assert call.view["ended"] is True
