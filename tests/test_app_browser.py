@@ -1,0 +1,629 @@
+"""The real app in a real browser: headless Chromium calls the voicebot, a scripted fake plays OpenAI.
+
+Each test starts `app.py` as a subprocess on a free localhost port with `OPENAI_BASE_URL` pointing at a
+`FakeRealtimeServer` (running in this process), opens the page in Debian's headless Chromium through
+Playwright with an espeak-ng WAV as the microphone, presses record, and asserts what a person would see
+(and hear): the transcript, the reservation card as it fills, the messages when something is wrong, and the
+booking in the SQLite file.
+
+How a conversation is timed: Chromium plays the WAV from its start when the microphone opens and loops it,
+so each file is "lead silence, then (utterance, pause) cycles" with a long silent tail (the script is spoken
+once). The fake's VAD ends a caller turn after 500 ms of silence; each `on_caller_speech` turn of the script is
+one utterance. The agent's replies are short (15 ms of audio per character) and play in real time, and each
+pause is long enough for the reply to finish before the next utterance: any speech over the agent's audio
+would be a barge-in, which only the barge-in test wants.
+
+These tests never skip: a machine without Chromium, espeak-ng or sox is a broken CI, so they fail instead.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+from components.config import RestaurantConfig, load_config
+from tests.browser import (
+    MIC_ACCESS_BUTTON,
+    PHONE,
+    START_BUTTON,
+    AppProcess,
+    call_state,
+    chromium_session,
+    end_call,
+    have_browser_tools,
+    open_app,
+    output_levels,
+    page_time_ms,
+    silence_wav,
+    snap,
+    speech_wav,
+    start_call,
+    start_output_meter,
+    visible_messages,
+    wait_for_output,
+)
+from tests.fake_realtime import FakeRealtimeServer, Script, call_tool, greet, on_caller_speech, say, user_said
+
+pytestmark = pytest.mark.timeout(180)
+
+KEY = "sk-test-browser-e2e"
+APP = Path(__file__).resolve().parent.parent / "app.py"
+BOOKING_ID = re.compile(r"^AS-[A-Z2-9]{4}$")
+LOUD = 0.02  # output meter RMS: the agent is audible
+QUIET = 0.01  # output meter RMS: nothing is playing
+
+
+@pytest.fixture(autouse=True)
+def _browser_tools() -> None:
+    if not have_browser_tools():
+        pytest.fail("browser tests need /usr/bin/chromium, espeak-ng and sox (apt-get install chromium espeak-ng sox)")
+
+
+@pytest.fixture
+def playwright() -> Iterator[Any]:
+    with sync_playwright() as pw:
+        yield pw
+
+
+def bookable_day(config: RestaurantConfig, days_ahead: int = 7) -> str:
+    """A date a week or so ahead that is not in a closed period, in the restaurant's time zone."""
+    day = dt.datetime.now(config.tz).date() + dt.timedelta(days=days_ahead)
+    while any(period.contains(day) for period in config.closed_periods) or day.weekday() in config.closed_weekdays:
+        day += dt.timedelta(days=1)
+    return day.isoformat()
+
+
+def app_env(tmp_path: Path, server: FakeRealtimeServer | None, key: str | None) -> dict[str, str]:
+    env = {"RESERVATIONS_DB": str(tmp_path / "reservations.db")}
+    if server is not None:
+        env["OPENAI_BASE_URL"] = server.base_url
+    if key is not None:
+        env["OPENAI_API_KEY"] = key
+    return env
+
+
+# --------------------------------------------------------------------------------------------------------------
+# What the page shows: the card (recorded on every change), the transcript, the call button
+# --------------------------------------------------------------------------------------------------------------
+
+_CARD_STATE_JS = """
+() => {
+  const card = document.querySelector('#reservation-card .reservation-card');
+  if (!card) return null;
+  const shown = (el) => !!el && el.getClientRects().length > 0 && getComputedStyle(el).visibility !== 'hidden';
+  const fields = {};
+  card.querySelectorAll('[data-field]').forEach((el) => {
+    fields[el.dataset.field] = { value: el.textContent.trim(), state: el.dataset.state };
+  });
+  const badge = card.querySelector('.badge');
+  const id = card.querySelector('[data-booking-id]');
+  return {
+    status: badge ? badge.dataset.status : null,
+    badge: badge ? badge.textContent.trim() : null,
+    fields,
+    problems: [...card.querySelectorAll('.problems li')].map((li) => ({
+      code: li.dataset.code, field: li.dataset.problemField, text: li.textContent.trim(), visible: shown(li),
+    })),
+    booking_id: id ? { attr: id.dataset.bookingId, text: id.textContent.trim(), visible: shown(id) } : null,
+  };
+}
+"""
+
+_RECORD_CARD_JS = f"""
+() => {{
+  const state = {_CARD_STATE_JS};
+  window.__cardStates = [];
+  let last = null;
+  const record = () => {{
+    const now = state();
+    if (!now) return;
+    const key = JSON.stringify(now);
+    if (key !== last) {{ last = key; window.__cardStates.push(now); }}
+  }};
+  record();
+  window.__cardObserver = new MutationObserver(record);
+  const everything = {{ subtree: true, childList: true, characterData: true, attributes: true }};
+  window.__cardObserver.observe(document.body, everything);
+}}
+"""
+
+_TRANSCRIPT_JS = """
+() => [...document.querySelectorAll("#transcript [data-testid='user'], #transcript [data-testid='bot']")].map(
+  (el) => ({ role: el.dataset.testid, text: el.innerText.trim() }))
+"""
+
+
+def card_now(page: Page) -> dict[str, Any] | None:
+    return page.evaluate(_CARD_STATE_JS)
+
+
+def record_card(page: Page) -> None:
+    """Keep every distinct state the card shows in `window.__cardStates` (a MutationObserver), so transient
+    states are asserted even if they last only until the next turn."""
+    page.evaluate(_RECORD_CARD_JS)
+
+
+def card_history(page: Page) -> list[dict[str, Any]]:
+    return page.evaluate("() => window.__cardStates || []")
+
+
+def transcript(page: Page) -> list[tuple[str, str]]:
+    """The transcript as (role, text) in screen order; role is "user" or "bot" (agent and product notices)."""
+    return [(line["role"], line["text"]) for line in page.evaluate(_TRANSCRIPT_JS)]
+
+
+def describe(page: Page) -> str:
+    """What the page shows now, for a failure message."""
+    return (
+        f"\ncall: {call_state(page, '#call')}\ntoasts: {visible_messages(page)}\ncard: {card_now(page)}"
+        f"\ntranscript: {json.dumps(transcript(page), ensure_ascii=False, indent=1)}"
+    )
+
+
+def wait_for_card(
+    page: Page, matches: Callable[[dict[str, Any]], bool], what: str, since: int = 0, timeout_s: float = 20.0
+) -> tuple[int, dict[str, Any]]:
+    """The first recorded card state at index >= `since` that `matches`: (its index, the state)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        history = card_history(page)
+        for index in range(since, len(history)):
+            if matches(history[index]):
+                return index, history[index]
+        if time.monotonic() > deadline:
+            states = json.dumps(history[since:], ensure_ascii=False, indent=1)
+            raise AssertionError(
+                f"the card never showed {what} within {timeout_s:.0f} s; states: {states}{describe(page)}"
+            )
+        page.wait_for_timeout(100)
+
+
+def wait_for_line(page: Page, role: str, text: str | re.Pattern[str], timeout_s: float = 20.0) -> list[tuple[str, str]]:
+    """Wait until the transcript shows a `role` line equal to `text` (or matching the pattern); return it all."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        lines = transcript(page)
+        for line_role, line_text in lines:
+            if line_role == role and (text.search(line_text) if isinstance(text, re.Pattern) else line_text == text):
+                return lines
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the transcript never showed the {role} line {text!r}{describe(page)}")
+        page.wait_for_timeout(100)
+
+
+def fields_of(state: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """{field: (value, data-state)} of a card state."""
+    return {name: (field["value"], field["state"]) for name, field in state["fields"].items()}
+
+
+def press_record(page: Page) -> None:
+    """Click record (after "Click to Access Microphone") without expecting the call to open."""
+    page.wait_for_selector(f"#call {START_BUTTON}, #call {MIC_ACCESS_BUTTON}", timeout=20_000)
+    access = page.locator(f"#call {MIC_ACCESS_BUTTON}")
+    if access.count():
+        access.first.click()
+    page.locator(f"#call {START_BUTTON}").first.click()
+
+
+def wait_for_idle(page: Page, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while call_state(page, "#call") != "closed":
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the call did not return to idle within {timeout_s:.0f} s{describe(page)}")
+        page.wait_for_timeout(100)
+
+
+def wait_for_toast(page: Page, needle: str, timeout_s: float = 20.0) -> list[str]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        messages = visible_messages(page)
+        if any(needle in message for message in messages):
+            return messages
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no message containing {needle!r} within {timeout_s:.0f} s{describe(page)}")
+        page.wait_for_timeout(100)
+
+
+def clock_offset_ms(page: Page) -> float:
+    """`time.monotonic() * 1000 - performance.now()` of the page: maps the fake's event times onto the meter's."""
+    best: tuple[float, float] | None = None
+    for _ in range(5):
+        before = time.monotonic()
+        page_ms = page_time_ms(page)
+        after = time.monotonic()
+        offset = (before + after) / 2 * 1000 - page_ms
+        if best is None or after - before < best[0]:
+            best = (after - before, offset)
+    assert best is not None
+    return best[1]
+
+
+def countdown_s(page: Page, timeout_s: float = 5.0) -> int:
+    """The card's time left ("4:53", ticked by the page's own script), in seconds."""
+    try:
+        handle = page.wait_for_function(
+            """() => {
+                 const el = document.querySelector('#reservation-card [data-deadline]');
+                 return el && /^\\d+:\\d\\d$/.test(el.textContent) ? el.textContent : false; }""",
+            timeout=timeout_s * 1000,
+            polling=50,
+        )
+    except PlaywrightTimeout:
+        raise AssertionError(f"the card shows no time left{describe(page)}") from None
+    minutes, seconds = str(handle.json_value()).split(":")
+    return int(minutes) * 60 + int(seconds)
+
+
+def settle_and_snap(page: Page, directory: Path, name: str) -> Path:
+    """A screenshot once toasts have finished fading in."""
+    page.wait_for_timeout(800)
+    return snap(page, directory, name)
+
+
+def no_traceback(page: Page) -> None:
+    content = page.content()
+    assert "Traceback" not in content, "the page shows a Python traceback"
+    assert 'File "' not in content, "the page shows a Python stack frame"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# 1. A whole booking
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_a_whole_booking_by_voice(tmp_path: Path, playwright: Any) -> None:
+    day = bookable_day(load_config())
+    caller = [
+        "My name is Yamada.",
+        "Next Friday at seven, six people.",
+        "Then four people, please.",
+        "A window seat, please.",
+        "Yes, please book it.",
+    ]
+    agent = [
+        "Hello, this is AI-SHIFT. May I have your name?",
+        "Thank you, Yamada. Which day, what time, and how many?",
+        "Sorry, we seat at most four per booking.",
+        "Four guests. Any requests?",
+        f"Yamada, four, {day} at 19:00, window seat. Book it?",
+    ]
+    script = Script(
+        greet(agent[0]),
+        on_caller_speech(
+            user_said(caller[0]), call_tool("update_reservation", {"guest_name": "Yamada"}), say(agent[1])
+        ),
+        on_caller_speech(
+            user_said(caller[1]),
+            call_tool("update_reservation", {"date": day, "time": "19:00", "party_size": 6}),
+            say(agent[2]),
+        ),
+        on_caller_speech(user_said(caller[2]), call_tool("update_reservation", {"party_size": 4}), say(agent[3])),
+        on_caller_speech(
+            user_said(caller[3]), call_tool("update_reservation", {"requests": "window seat"}), say(agent[4])
+        ),
+        on_caller_speech(
+            user_said(caller[4]),
+            call_tool("confirm_reservation", {}),
+            say(lambda out: f"Booked. Your number is {out['booking_id']}."),
+        ),
+    )
+    # Each reply is at most ~1.1 s of audio and starts ~0.7 s after the caller stops: a 3.5 s pause lets it end
+    # before the next utterance. The 3 s lead covers connecting and the greeting.
+    wav = speech_wav(caller, tmp_path / "caller.wav", pad_silence_s=3.5, lead_silence_s=3.0, tail_silence_s=90)
+
+    with (
+        FakeRealtimeServer(script, api_key=KEY, ms_per_char=15, min_audio_ms=300) as server,
+        AppProcess(APP, tmp_path, app_env(tmp_path, server, KEY)) as app,
+        chromium_session(playwright, wav, tmp_path) as page,
+    ):
+        open_app(page, app.url)
+        assert page.locator("#key-help").count() == 0, "the key help shows although the Space has a key"
+        assert not page.locator("#api-key").is_visible(), "the key box shows although the Space has a key"
+        idle = card_now(page)
+        assert idle is not None and idle["status"] == "collecting"
+        assert all(state == "missing" for name, (_, state) in fields_of(idle).items() if name != "requests")
+        record_card(page)
+        start_output_meter(page)
+        call_started = page_time_ms(page)
+        start_call(page, root="#call")
+
+        # The greeting is heard and shown.
+        wait_for_line(page, "bot", agent[0])
+        wait_for_output(page, threshold=LOUD, timeout_s=10, since_ms=call_started)
+        # The card counts down the call's 5 minutes.
+        first_left = countdown_s(page)
+        assert 240 < first_left <= 300, first_left
+
+        # Turn 1: the name, and nothing else yet.
+        wait_for_line(page, "user", caller[0])
+        at, state = wait_for_card(page, lambda s: s["fields"]["guest_name"]["state"] == "filled", "the name")
+        assert fields_of(state) == {
+            "guest_name": ("Yamada", "filled"),
+            "date": ("", "missing"),
+            "time": ("", "missing"),
+            "party_size": ("", "missing"),
+            "requests": ("", "empty"),
+        }
+        assert state["status"] == "collecting" and state["badge"] == "受付中"
+        assert state["problems"] == [] and state["booking_id"] is None
+        wait_for_line(page, "bot", agent[1])
+
+        # Turn 2: date and time are taken, six guests are refused with a visible problem.
+        wait_for_line(page, "user", caller[1])
+        at, state = wait_for_card(page, lambda s: s["fields"]["date"]["state"] == "filled", "the date", since=at)
+        assert fields_of(state) == {
+            "guest_name": ("Yamada", "filled"),
+            "date": (day, "filled"),
+            "time": ("19:00", "filled"),
+            "party_size": ("", "missing"),
+            "requests": ("", "empty"),
+        }
+        assert state["status"] == "collecting"
+        assert [(p["code"], p["field"]) for p in state["problems"]] == [("party_too_large", "party_size")]
+        assert state["problems"][0]["visible"], state["problems"]
+        assert state["problems"][0]["text"] == "ご予約は1組4名様までです。", state["problems"]  # in the UI's language
+        assert page.locator('#reservation-card .problems li[data-code="party_too_large"]').is_visible()
+        wait_for_line(page, "bot", agent[2])
+
+        # Turn 3: four guests are accepted, the problem goes, the booking is ready to confirm.
+        wait_for_line(page, "user", caller[2])
+        at, state = wait_for_card(page, lambda s: s["fields"]["party_size"]["state"] == "filled", "4", since=at)
+        assert fields_of(state)["party_size"] == ("4", "filled")
+        assert fields_of(state)["requests"] == ("", "empty")
+        assert state["problems"] == []
+        assert state["status"] == "ready" and state["badge"] == "確認待ち"
+        wait_for_line(page, "bot", agent[3])
+
+        # Turn 4: the request.
+        wait_for_line(page, "user", caller[3])
+        at, state = wait_for_card(page, lambda s: s["fields"]["requests"]["state"] == "filled", "requests", since=at)
+        assert fields_of(state)["requests"] == ("window seat", "filled")
+        assert state["status"] == "ready" and state["booking_id"] is None
+        wait_for_line(page, "bot", agent[4])
+
+        # Turn 5: confirmed, with a booking number on the card and in the agent's words.
+        wait_for_line(page, "user", caller[4])
+        at, state = wait_for_card(page, lambda s: s["status"] == "confirmed", "the confirmation", since=at)
+        assert state["badge"] == "予約確定"
+        assert state["booking_id"] is not None, state
+        booking_id = state["booking_id"]["attr"]
+        assert BOOKING_ID.match(booking_id), booking_id
+        assert state["booking_id"]["text"] == booking_id and state["booking_id"]["visible"]
+        assert fields_of(state) == {
+            "guest_name": ("Yamada", "filled"),
+            "date": (day, "filled"),
+            "time": ("19:00", "filled"),
+            "party_size": ("4", "filled"),
+            "requests": ("window seat", "filled"),
+        }
+        assert state["problems"] == []
+        lines = wait_for_line(page, "bot", f"Booked. Your number is {booking_id}.")
+        assert countdown_s(page) < first_left, "the time left did not tick down"
+        assert page.locator(f'#reservation-card [data-booking-id="{booking_id}"]').is_visible()
+
+        # Both sides, in order, and no notices (a happy call shows no errors or reconnects).
+        assert lines == [
+            ("bot", agent[0]),
+            ("user", caller[0]),
+            ("bot", agent[1]),
+            ("user", caller[1]),
+            ("bot", agent[2]),
+            ("user", caller[2]),
+            ("bot", agent[3]),
+            ("user", caller[3]),
+            ("bot", agent[4]),
+            ("user", caller[4]),
+            ("bot", f"Booked. Your number is {booking_id}."),
+        ], lines
+        assert not visible_messages(page, kinds=("error", "warning")), visible_messages(page)
+        assert max(level.rms for level in output_levels(page, since_ms=call_started)) > LOUD
+
+        snap(page, tmp_path, "booking-confirmed")
+        end_call(page, root="#call")
+        assert call_state(page, "#call") == "closed"
+        no_traceback(page)
+        assert server.problems() == [], server.problems()
+        assert server.truncations() == [], "the caller talked over the agent: the pauses are too short"
+        assert [out.name for out in server.tool_outputs()] == ["update_reservation"] * 4 + ["confirm_reservation"]
+        assert server.session()["audio"]["input"]["transcription"]["language"] == "ja"  # the page's default
+        assert "Traceback" not in app.log_text(), app.log_tail()
+
+    # The booking is in the SQLite file, exactly once.
+    with sqlite3.connect(tmp_path / "reservations.db") as db:
+        rows = db.execute(
+            "SELECT booking_id, guest_name, date, time, party_size, requests FROM reservations"
+        ).fetchall()
+    assert rows == [(booking_id, "Yamada", day, "19:00", 4, "window seat")]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# 2. Barge-in
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_barge_in_silences_the_agent_and_marks_the_cut(tmp_path: Path, playwright: Any) -> None:
+    long_answer = "We have many tables free on that evening, let me list every single one of them for you. " * 3
+    question = "What times are free on Friday?"
+    interruption = "Stop, stop. Seven o'clock is fine for us."
+    script = Script(
+        greet("Hello, this is AI-SHIFT."),
+        on_caller_speech(user_said(question), say(long_answer, audio_ms=8000)),
+        on_caller_speech(user_said(interruption), say("Seven it is.")),
+    )
+    # The answer starts ~0.7 s after the question ends (500 ms of VAD silence, then the reply); the 2.5 s pause
+    # puts the interruption ~2 s into the 8 s answer.
+    wav = speech_wav(
+        [question, interruption], tmp_path / "caller.wav", pad_silence_s=2.5, lead_silence_s=3.0, tail_silence_s=90
+    )
+
+    with (
+        FakeRealtimeServer(script, api_key=KEY, ms_per_char=15, min_audio_ms=300) as server,
+        AppProcess(APP, tmp_path, app_env(tmp_path, server, KEY)) as app,
+        chromium_session(playwright, wav, tmp_path) as page,
+    ):
+        open_app(page, app.url)
+        # English this time, picked in the Settings (closed when the Space has a key): the radio switches the
+        # idle card at once, and the call uses it.
+        page.get_by_text("設定 / Settings").click()
+        page.get_by_label("English").check()
+        page.wait_for_function("() => document.querySelector('#reservation-card .reservation-card[lang=en]')")
+        start_output_meter(page)
+        offset = clock_offset_ms(page)
+        call_started = page_time_ms(page)
+        start_call(page, root="#call")
+
+        wait_for_line(page, "user", question)
+        try:
+            truncation = server.wait_until(server.truncations, timeout=15)[0]
+        except TimeoutError:
+            raise AssertionError(f"the agent was never cut short (no truncate){describe(page)}") from None
+        wait_for_line(page, "user", interruption)
+        lines = wait_for_line(page, "bot", "Seven it is.")
+        page.wait_for_timeout(500)  # the meter keeps sampling after the last line
+
+        # The caller's speech onset as the fake's VAD saw it, on the page's clock.
+        starts = server.sent_events("input_audio_buffer.speech_started")
+        assert len(starts) == 2, starts
+        onset = starts[1]["_t"] * 1000 - offset
+        truncate_sent = server.client_events("conversation.item.truncate")[0]["_t"] * 1000 - offset
+        levels = output_levels(page, since_ms=call_started)
+
+        def window(start: float, end: float) -> list[float]:
+            return [level.rms for level in levels if onset + start <= level.t_ms <= onset + end]
+
+        before, after = window(-1200, -100), window(600, 1800)
+        loud_before = sum(rms > LOUD for rms in before) / max(1, len(before))
+        timeline = [
+            (round(level.t_ms - onset), round(level.rms, 3)) for level in levels if -1500 < level.t_ms - onset < 2500
+        ]
+        # The long answer was playing when the caller spoke ...
+        assert len(before) >= 15 and loud_before >= 0.8, f"the answer was not playing: {timeline}"
+        # ... and went quiet at once: well before the caller finished, let alone the 6 s left of the answer.
+        assert len(after) >= 15 and max(after) < QUIET, f"the answer kept playing after the barge-in: {timeline}"
+        quiet_from = next((level.t_ms - onset for level in levels if level.t_ms > onset and level.rms < QUIET), None)
+        assert quiet_from is not None and quiet_from < 600, f"silence came {quiet_from} ms after onset: {timeline}"
+        assert truncate_sent - onset < 500, "the truncate reached the server late"
+
+        # The model is told what the caller heard: about as much as was played, never more than was sent.
+        sent_ms = server.sent_audio_ms(truncation["item_id"])
+        assert sent_ms >= 7900, sent_ms
+        assert 800 <= truncation["audio_end_ms"] <= min(sent_ms, 4000), truncation
+
+        # The transcript shows the cut: the answer as far as heard, marked, then the conversation goes on.
+        agent_lines = [text for role, text in lines if role == "bot"]
+        cut = [text for text in agent_lines if text.endswith("(interrupted)")]
+        assert len(cut) == 1, lines
+        assert cut[0].startswith("We have many tables") and len(cut[0]) < len(long_answer) * 0.6, cut
+        assert lines.index(("bot", cut[0])) < lines.index(("user", interruption)) < lines.index(("bot", "Seven it is."))
+        assert not visible_messages(page, kinds=("error", "warning")), visible_messages(page)
+        assert server.session()["audio"]["input"]["transcription"]["language"] == "en"  # the radio reached the call
+        assert card_now(page)["badge"] == "Taking details"
+
+        snap(page, tmp_path, "barge-in")
+        end_call(page, root="#call")
+        no_traceback(page)
+        assert "Traceback" not in app.log_text(), app.log_tail()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# 3 and 4. No key; a refused key
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_no_key_shows_how_to_add_one(tmp_path: Path, playwright: Any) -> None:
+    wav = silence_wav(tmp_path / "silence.wav", seconds=30)
+    with (
+        FakeRealtimeServer(Script(greet("Hello.")), api_key=KEY) as server,
+        AppProcess(APP, tmp_path, app_env(tmp_path, server, key=None)) as app,
+        chromium_session(playwright, wav, tmp_path) as page,
+    ):
+        open_app(page, app.url)
+        help_text = page.locator("#key-help").inner_text()
+        assert "OPENAI_API_KEY" in help_text, help_text
+        assert page.locator("#api-key input, #api-key textarea").first.is_visible(), "no key box on a keyless Space"
+
+        press_record(page)
+        messages = wait_for_toast(page, "OPENAI_API_KEY")
+        notice = next(message for message in messages if "OPENAI_API_KEY" in message)
+        assert "APIキー" in notice and "No OpenAI API key is set" in notice, notice  # both languages
+        wait_for_idle(page)
+        lines = wait_for_line(page, "bot", re.compile("OPENAI_API_KEY"))
+        assert any("No OpenAI API key is set" in text for _, text in lines), lines
+        assert server.connection_count == 0
+        no_traceback(page)
+        settle_and_snap(page, tmp_path, "no-key")
+        assert "Traceback" not in app.log_text(), app.log_tail()
+
+
+def test_a_refused_key_says_401(tmp_path: Path, playwright: Any) -> None:
+    wav = silence_wav(tmp_path / "silence.wav", seconds=30)
+    with (
+        FakeRealtimeServer(Script(greet("Hello.")), api_key=KEY) as server,
+        AppProcess(APP, tmp_path, app_env(tmp_path, server, key=None)) as app,
+        chromium_session(playwright, wav, tmp_path) as page,
+    ):
+        open_app(page, app.url)
+        key_box = page.locator("#api-key input, #api-key textarea").first
+        key_box.fill("sk-wrong-key-pasted-by-a-visitor")
+        press_record(page)
+
+        messages = wait_for_toast(page, "401")
+        notice = next(message for message in messages if "401" in message)
+        assert "OpenAI refused the API key (401)" in notice and "APIキー" in notice, notice
+        wait_for_idle(page)
+        lines = wait_for_line(page, "bot", re.compile("401"))
+        # The pasted key reached the server (the per-session key box works) and was refused there.
+        refused = [info for info in server.connections if info.status == 401]
+        assert len(refused) == 1 and refused[0].api_key_present and refused[0].api_key_last4 == "itor", refused
+        assert server.connection_count == 0
+        assert "sk-wrong-key-pasted-by-a-visitor" not in json.dumps(lines) + json.dumps(messages)
+        no_traceback(page)
+        settle_and_snap(page, tmp_path, "refused-key")
+        assert "Traceback" not in app.log_text(), app.log_tail()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# 5. A phone
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_phone_layout_fits_without_sideways_scrolling(tmp_path: Path, playwright: Any) -> None:
+    wav = silence_wav(tmp_path / "silence.wav", seconds=10)
+    with (
+        AppProcess(APP, tmp_path, app_env(tmp_path, None, key=None)) as app,
+        chromium_session(playwright, wav, tmp_path, viewport=PHONE, mobile=True) as page,
+    ):
+        open_app(page, app.url)
+        width, height = page.evaluate("() => [window.innerWidth, window.innerHeight]")
+        assert (width, height) == (PHONE["width"], PHONE["height"])
+
+        def check_fits(name: str, selector: str, first_screen: bool = False) -> None:
+            element = page.locator(selector).first
+            assert element.is_visible(), f"the {name} is not shown on a phone"
+            box = element.bounding_box()
+            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width + 1, f"{name}: {box}"
+            if first_screen:
+                assert box["y"] + box["height"] <= height, f"the {name} is below the first screen: {box}"
+
+        # First the component asks for the microphone, then shows the record button, in the same place.
+        check_fits("microphone button", f"#call {MIC_ACCESS_BUTTON}", first_screen=True)
+        page.locator(f"#call {MIC_ACCESS_BUTTON}").click()
+        page.wait_for_selector(f"#call {START_BUTTON}", state="visible", timeout=10_000)
+        page.wait_for_timeout(500)  # layout settles
+        check_fits("record button", f"#call {START_BUTTON}", first_screen=True)
+        check_fits("card", "#reservation-card .reservation-card")
+        check_fits("transcript", "#transcript")
+        check_fits("key box", "#api-key input, #api-key textarea")
+        scroll_width = page.evaluate("() => document.scrollingElement.scrollWidth")
+        assert scroll_width <= width + 1, f"the page scrolls sideways: {scroll_width} px wide in a {width} px screen"
+        snap(page, tmp_path, "phone")
