@@ -1,0 +1,531 @@
+"""One FastAPI server for every way in: the Gradio UI, the WebRTC offer route, a Twilio phone line, a live feed.
+
+`build_server` mounts a fastrtc `Stream` for the voice handler and the app's Gradio UI on one FastAPI app:
+
+    POST /telephone/incoming    Twilio's voice webhook: TwiML that greets and connects a Media Stream
+    WS   /telephone/handler     the Media Stream (8 kHz mu-law both ways), see `components.phone`
+    POST /telephone/ended       where Twilio goes when the stream ends (`<Connect action>`)
+    POST /webrtc/offer          fastrtc's WebRTC offer, for a custom page (language/voice optional)
+    WS   /websocket/offer       fastrtc's raw WebSocket audio route: closed (`not_supported`), see `websocket_offer`
+    GET  /outputs?webrtc_id=…   server-sent events: the call's transcript and card (`CallState.view()`) as JSON;
+         /outputs?stream_id=…   the same for a phone call (Twilio's streamSid, logged when the call starts)
+    /                           the Gradio UI
+
+Every call, from the UI, the offer route or the phone, counts against one `max_concurrent_calls` limit.
+`python app.py --server` runs it (`serve`; `VOICEBOT_SERVER=1` does the same where no arguments can be given,
+as on a Space); `python app.py --phone` gets a temporary number from fastrtc's FastPhone (`run_phone`, needs
+`HF_TOKEN`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import gradio as gr
+from fastapi import APIRouter, FastAPI, Query, Request, WebSocket
+from fastapi.responses import JSONResponse, StreamingResponse
+from fastrtc import AdditionalOutputs, AsyncStreamHandler, Stream, WebRTC
+from fastrtc.stream import Body
+from fastrtc.webrtc_connection_mixin import WebRTCConnectionMixin
+from pydantic import Field
+
+from components.config import RestaurantConfig
+from components.phone import RESERVATION_TTL_S, SID, PhoneLine
+from components.settings import LANGUAGES, VOICES, AgentSettings
+
+log = logging.getLogger(__name__)
+
+FEED_WAIT_S = 10.0  # how long `/outputs` waits for a call that has not started yet
+KEEPALIVE_S = 15.0
+KEEP_ENDED_S = 300.0  # an ended call's last view stays available this long
+FEED_IDLE_S = 3600.0
+MAX_FEEDS = 500
+MAX_SUBSCRIBERS = 20  # per call
+
+NO_HF_TOKEN = """\
+`python app.py --phone` needs a Hugging Face token: FastPhone (fastrtc's free temporary phone number) is
+tied to your Hugging Face account.
+
+  1. Create a token at https://huggingface.co/settings/tokens (the "read" role is enough).
+  2. Run:  HF_TOKEN=hf_... python app.py --phone
+     (or log in once with `hf auth login`).
+
+To use your own Twilio number instead, run `python app.py --server` behind an HTTPS address and point the
+number's voice webhook at https://<your-address>/telephone/incoming (see the README).
+"""
+
+
+# ---- the live feed -------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Feed:
+    view: Any = None
+    version: int = 0
+    updated: float = field(default_factory=time.monotonic)
+    closed_at: float | None = None
+    waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = field(default_factory=set)
+
+
+def _payload(outputs: Any) -> Any:
+    """The JSON of one `AdditionalOutputs`: its single argument (our handler's view dict), else the list."""
+    if isinstance(outputs, AdditionalOutputs):
+        return outputs.args[0] if len(outputs.args) == 1 else list(outputs.args)
+    return outputs
+
+
+class CallFeed:
+    """The latest view of every live call, for any number of followers (`/outputs`).
+
+    fastrtc keeps one queue per call that a single reader drains; a dashboard next to the UI would steal the
+    UI's updates. Here each follower gets every view that is newer than the last it got: views are complete
+    snapshots, so one that is slow to read skips straight to the newest. Thread-safe.
+    """
+
+    def __init__(self, keep_ended_s: float = KEEP_ENDED_S, max_feeds: int = MAX_FEEDS) -> None:
+        self.keep_ended_s = keep_ended_s
+        self.max_feeds = max_feeds
+        self._feeds: dict[str, _Feed] = {}
+        self._lock = threading.Lock()
+
+    def open(self, call_id: str) -> None:
+        with self._lock:
+            self._prune()
+            self._feeds.setdefault(call_id, _Feed())
+
+    def publish(self, call_id: str, outputs: Any) -> None:
+        view = _payload(outputs)
+        with self._lock:
+            feed = self._feeds.get(call_id)
+            if feed is None:
+                self._prune()
+                feed = self._feeds[call_id] = _Feed()
+            feed.view, feed.version, feed.updated = view, feed.version + 1, time.monotonic()
+            self._notify(feed)
+
+    def publisher(self, call_id: str) -> Callable[[AdditionalOutputs], None]:
+        return lambda outputs: self.publish(call_id, outputs)
+
+    def close(self, call_id: str) -> None:
+        with self._lock:
+            feed = self._feeds.get(call_id)
+            if feed is not None and feed.closed_at is None:
+                feed.closed_at = time.monotonic()
+                self._notify(feed)
+
+    def known(self, call_id: str) -> bool:
+        with self._lock:
+            return call_id in self._feeds
+
+    async def wait_known(self, call_id: str, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not self.known(call_id):
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.1)
+        return True
+
+    async def events(self, call_id: str, keepalive_s: float = KEEPALIVE_S) -> AsyncIterator[str]:
+        """Server-sent events: `data: <view JSON>` per update, `event: end` when the call is over."""
+        waiter = (asyncio.get_running_loop(), asyncio.Event())
+        with self._lock:
+            feed = self._feeds.get(call_id)
+            if feed is None:
+                return
+            feed.waiters.add(waiter)
+        seen = 0
+        try:
+            yield f"retry: {int(keepalive_s * 1000)}\n\n"
+            while True:
+                waiter[1].clear()
+                with self._lock:
+                    version, view, closed = feed.version, feed.view, feed.closed_at is not None
+                if version != seen and view is not None:
+                    seen = version
+                    yield f"data: {json.dumps(view, ensure_ascii=False, separators=(',', ':'), default=str)}\n\n"
+                if closed:
+                    yield "event: end\ndata: {}\n\n"
+                    return
+                try:
+                    await asyncio.wait_for(waiter[1].wait(), keepalive_s)
+                except TimeoutError:
+                    yield ": keepalive\n\n"
+        finally:
+            with self._lock:
+                feed.waiters.discard(waiter)
+
+    def subscribers(self, call_id: str) -> int:
+        with self._lock:
+            feed = self._feeds.get(call_id)
+            return len(feed.waiters) if feed else 0
+
+    @staticmethod
+    def _notify(feed: _Feed) -> None:
+        for loop, event in list(feed.waiters):
+            try:
+                loop.call_soon_threadsafe(event.set)
+            except RuntimeError:  # that follower's loop is gone
+                feed.waiters.discard((loop, event))
+
+    def _prune(self) -> None:
+        now = time.monotonic()
+        for call_id, feed in list(self._feeds.items()):
+            ended = feed.closed_at is not None and now - feed.closed_at > self.keep_ended_s
+            if (ended or now - feed.updated > FEED_IDLE_S) and not feed.waiters:
+                del self._feeds[call_id]
+        if len(self._feeds) >= self.max_feeds:
+            oldest = sorted(self._feeds, key=lambda key: (self._feeds[key].closed_at is None, self._feeds[key].updated))
+            for call_id in oldest[: len(self._feeds) - self.max_feeds + 1]:
+                del self._feeds[call_id]
+
+
+# ---- one limit for every call --------------------------------------------------------------------------
+
+
+class CallLimiter:
+    """Counts browser calls (fastrtc's peer connections, UI and offer route) and phone calls against one limit.
+
+    A phone call holds its slot from the webhook's answer (a reservation, redeemed by the media stream's
+    `start` with the token the TwiML carried) to its end, so a browser cannot take it in between.
+    """
+
+    def __init__(self, limit: int, reservation_ttl_s: float = RESERVATION_TTL_S) -> None:
+        self.limit = limit
+        self.reservation_ttl_s = reservation_ttl_s
+        self._pools: list[WebRTCConnectionMixin] = []
+        self._phone: set[str] = set()
+        self._reserved: dict[str, tuple[float, str | None]] = {}  # token -> (expiry, CallSid)
+        self._lock = threading.Lock()
+
+    def watch(self, pool: WebRTCConnectionMixin) -> None:
+        self._pools.append(pool)
+
+    def active(self) -> int:
+        with self._lock:
+            now = time.monotonic()
+            for token, (expiry, _) in list(self._reserved.items()):
+                if expiry < now:
+                    del self._reserved[token]
+            return sum(len(pool.pcs) for pool in self._pools) + len(self._phone) + len(self._reserved)
+
+    def full(self) -> bool:
+        return self.active() >= self.limit
+
+    def reserve(self, call_sid: str | None) -> str | None:
+        if self.full():
+            return None
+        token = secrets.token_urlsafe(24)
+        with self._lock:
+            self._reserved[token] = (time.monotonic() + self.reservation_ttl_s, call_sid)
+        return token
+
+    def redeem(self, token: str, call_sid: str | None) -> bool:
+        with self._lock:
+            held = self._reserved.get(token)
+            if held is None or held[0] < time.monotonic() or (held[1] is not None and held[1] != call_sid):
+                return False
+            del self._reserved[token]
+            return True
+
+    def add_phone(self, stream_sid: str) -> None:
+        with self._lock:
+            self._phone.add(stream_sid)
+
+    def release_phone(self, stream_sid: str) -> None:
+        with self._lock:
+            self._phone.discard(stream_sid)
+
+    def refusal(self, pool: WebRTCConnectionMixin, body: dict[str, Any]) -> JSONResponse | None:
+        """fastrtc's answer to a WebRTC offer when all lines are in use, or None to go ahead."""
+        if body.get("type") != "offer" or body.get("webrtc_id") in pool.pcs or not self.full():
+            return None
+        return JSONResponse(
+            status_code=200,
+            content={"status": "failed", "meta": {"error": "concurrency_limit_reached", "limit": self.limit}},
+        )
+
+
+# ---- the fastrtc Stream, with our routes -------------------------------------------------------------
+
+
+class OfferBody(Body):
+    """fastrtc's offer body; `language` and `voice` are optional (the key is only ever the server's)."""
+
+    webrtc_id: str = Field(pattern=SID.pattern)
+    language: str | None = Field(default=None, max_length=8)
+    voice: str | None = Field(default=None, max_length=32)
+
+
+class VoicebotStream(Stream):
+    """fastrtc's `Stream` for the voice handler, with the phone and the live feed done properly.
+
+    Overrides (fastrtc's routes call these methods, so `mount`, and `fastphone`, serve ours):
+    `handle_incoming_call` / `telephone_handler` (see `components.phone`), `websocket_offer` (closed),
+    `offer` (default language and voice, since an API client has no UI inputs), `handle_offer` (the shared
+    limit), `set_additional_outputs` and `clean_up` (the live feed). `attach` gives a Gradio UI's WebRTC
+    component the same limit and feed.
+    """
+
+    def __init__(
+        self,
+        handler: AsyncStreamHandler,
+        *,
+        config: RestaurantConfig,
+        settings: AgentSettings,
+        rtc_configuration: Any = None,
+        server_rtc_configuration: dict[str, Any] | None = None,
+        verify_twilio: bool = True,
+        feed_wait_s: float = FEED_WAIT_S,
+    ) -> None:
+        super().__init__(
+            handler,
+            modality="audio",
+            mode="send-receive",
+            concurrency_limit=settings.max_concurrent_calls,
+            time_limit=settings.call_time_limit_s + 15,  # backstop: the handler ends the call politely first
+            rtc_configuration=rtc_configuration,
+            server_rtc_configuration=server_rtc_configuration,
+            verbose=False,
+        )
+        self.config = config
+        self.settings = settings
+        self.feed = CallFeed()
+        self.feed_wait_s = feed_wait_s
+        self.limiter = CallLimiter(settings.max_concurrent_calls)
+        self.limiter.watch(self)
+        self.ui_components: list[WebRTC] = []
+        self.phone = PhoneLine(
+            handler,
+            config=config,
+            settings=settings,
+            feed=self.feed,
+            limiter=self.limiter,
+            connections=self.connections,
+            verify_twilio=verify_twilio,
+        )
+
+    def mount(self, app: FastAPI, path: str = "", tags: list[Any] | None = None) -> None:
+        super().mount(app, path, tags)
+        app.router.lifespan_context = _warming_up(app.router.lifespan_context)
+        router = APIRouter(prefix=path)
+        router.post("/telephone/ended", tags=tags)(self.phone.ended)
+        router.get("/outputs", tags=tags)(self.outputs)
+        app.include_router(router)
+
+    def _check_colab_or_spaces(self) -> None:
+        """fastrtc refuses to start on a Space without TURN; the phone needs none, and the UI warns itself."""
+        if os.environ.get("SPACE_ID") and not self.rtc_configuration:
+            log.warning("No TURN server configured: browser calls from some networks may fail (phone calls work).")
+
+    # ---- fastrtc's routes, replaced ----
+
+    async def handle_incoming_call(self, request: Request):
+        return await self.phone.incoming(request)
+
+    async def telephone_handler(self, websocket: WebSocket) -> None:
+        await self.phone.handle(websocket)
+
+    async def websocket_offer(self, websocket: WebSocket) -> None:
+        """fastrtc's raw-PCM WebSocket route is not offered: it bypasses the call limit and has no UI inputs."""
+        await websocket.accept()
+        await websocket.send_json({"status": "failed", "meta": {"error": "not_supported"}})
+        await websocket.close(code=1008)
+
+    async def offer(self, body: OfferBody):
+        answer = await self.handle_offer(
+            body.model_dump(exclude={"language", "voice"}), set_outputs=self.set_additional_outputs(body.webrtc_id)
+        )
+        if body.type == "offer" and isinstance(answer, dict) and "sdp" in answer:
+            language = body.language if body.language in LANGUAGES else self.config.default_language
+            voice = body.voice if body.voice in VOICES else self.settings.voice
+            self.set_input(body.webrtc_id, language, voice, "")  # the handler's UI inputs: language, voice, key
+        return answer
+
+    async def handle_offer(self, body: dict[str, Any], set_outputs: Callable) -> Any:
+        return self.limiter.refusal(self, body) or await super().handle_offer(body, set_outputs)
+
+    def set_additional_outputs(self, webrtc_id: str) -> Callable[[AdditionalOutputs], None]:
+        return self.feed.publisher(webrtc_id)  # nobody drains fastrtc's queue for the offer route: no copy there
+
+    def clean_up(self, webrtc_id: str) -> Any:
+        try:
+            return super().clean_up(webrtc_id)
+        finally:
+            self.feed.close(webrtc_id)
+
+    # ---- ours ----
+
+    async def outputs(
+        self,
+        webrtc_id: str | None = Query(default=None, max_length=64, pattern=SID.pattern),
+        stream_id: str | None = Query(default=None, max_length=64, pattern=SID.pattern),
+    ):
+        """Follow one call as server-sent events; the id is the capability, nothing else is listed."""
+        ids = [value for value in (webrtc_id, stream_id) if value]
+        if len(ids) != 1:
+            return JSONResponse({"error": "give exactly one of webrtc_id or stream_id"}, status_code=400)
+        call_id = ids[0]
+        if not await self.feed.wait_known(call_id, self.feed_wait_s):
+            return JSONResponse({"error": "no such call"}, status_code=404)
+        if self.feed.subscribers(call_id) >= MAX_SUBSCRIBERS:
+            return JSONResponse({"error": "too many followers for this call"}, status_code=429)
+        return StreamingResponse(
+            self.feed.events(call_id),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    def attach(self, component: WebRTC) -> None:
+        """Give a UI's WebRTC component (which handles its own offers) the shared limit and the live feed."""
+        self.ui_components.append(component)
+        self.limiter.watch(component)
+        limiter, feed = self.limiter, self.feed
+        handle_offer, set_outputs_for, clean_up = (
+            component.handle_offer,
+            component.set_additional_outputs,
+            component.clean_up,
+        )
+
+        async def limited_offer(body: dict[str, Any], set_outputs: Callable) -> Any:
+            return limiter.refusal(component, body) or await handle_offer(body, set_outputs)
+
+        def outputs_to_ui_and_feed(webrtc_id: str) -> Callable[[AdditionalOutputs], None]:
+            to_ui, to_feed = set_outputs_for(webrtc_id), feed.publisher(webrtc_id)
+
+            def both(outputs: AdditionalOutputs) -> None:
+                to_ui(outputs)
+                to_feed(outputs)
+
+            return both
+
+        def clean_up_and_close(webrtc_id: str) -> Any:
+            try:
+                return clean_up(webrtc_id)
+            finally:
+                feed.close(webrtc_id)
+
+        component.handle_offer = limited_offer
+        component.set_additional_outputs = outputs_to_ui_and_feed
+        component.clean_up = clean_up_and_close
+
+
+def warm_up_resampler() -> None:
+    """Load librosa's resampler now: its first use takes seconds, and on a phone call it would block the loop."""
+    import librosa
+    import numpy as np
+
+    for rates in ((8000, 24000), (24000, 8000)):
+        librosa.resample(np.zeros(480, dtype=np.float32), orig_sr=rates[0], target_sr=rates[1])
+
+
+def _warming_up(lifespan: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    @contextlib.asynccontextmanager
+    async def warm_lifespan(app: Any) -> AsyncIterator[Any]:
+        async with lifespan(app) as state:
+            await asyncio.to_thread(warm_up_resampler)
+            yield state
+
+    return warm_lifespan
+
+
+def build_stream(
+    handler: AsyncStreamHandler,
+    *,
+    config: RestaurantConfig,
+    settings: AgentSettings,
+    ui: gr.Blocks | None = None,
+    **options: Any,
+) -> VoicebotStream:
+    """The Stream for `handler`; a UI's WebRTC components share its limit, feed and WebRTC configuration."""
+    components = [block for block in (ui.blocks.values() if ui is not None else ()) if isinstance(block, WebRTC)]
+    if components:
+        options.setdefault("rtc_configuration", components[0].rtc_configuration)
+    stream = VoicebotStream(handler, config=config, settings=settings, **options)
+    if components:
+        stream.server_rtc_configuration = components[0].server_rtc_configuration
+    for component in components:
+        stream.attach(component)
+    return stream
+
+
+def build_server(
+    handler: AsyncStreamHandler,
+    *,
+    ui: gr.Blocks | None,
+    config: RestaurantConfig,
+    settings: AgentSettings,
+    **options: Any,
+) -> FastAPI:
+    """A FastAPI app with the fastrtc Stream's routes (phone, WebRTC offer), the live feed and `ui` at `/`.
+
+    `options` go to `VoicebotStream` (e.g. `verify_twilio=False`). The stream is `app.state.stream`.
+    """
+    stream = build_stream(handler, config=config, settings=settings, ui=ui, **options)
+    app = FastAPI(title=f"{config.name('en')} voicebot", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.stream = stream
+    stream.mount(app)
+    if ui is not None:
+        gr.mount_gradio_app(app, ui, path="/")  # last: the UI takes every path the routes above do not
+    return app
+
+
+def server_address() -> tuple[str, int]:
+    """Where to listen: `GRADIO_SERVER_NAME` / `GRADIO_SERVER_PORT` (or `PORT`), like `demo.launch()`."""
+    host = os.environ.get("GRADIO_SERVER_NAME", "").strip() or "127.0.0.1"
+    port = os.environ.get("GRADIO_SERVER_PORT", "").strip() or os.environ.get("PORT", "").strip() or "7860"
+    return host, int(port)
+
+
+def serve(app: FastAPI) -> None:
+    """Run the server (blocking) with uvicorn."""
+    import uvicorn
+
+    host, port = server_address()
+    _log_calls()
+    print(
+        f"* Voicebot UI on http://{host}:{port}/\n"
+        "* Phone: point your Twilio number's voice webhook (HTTP POST) at https://<your-public-address>/telephone/incoming",
+        flush=True,
+    )
+    uvicorn.run(app, host=host, port=port)
+
+
+def _log_calls() -> None:
+    """Show our INFO lines (phone calls starting, with the id to follow them at /outputs) next to uvicorn's."""
+    ours = logging.getLogger("components")
+    if not ours.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
+        ours.addHandler(handler)
+        ours.setLevel(logging.INFO)
+        ours.propagate = False
+
+
+def hf_token() -> str | None:
+    from huggingface_hub import get_token
+
+    return os.environ.get("HF_TOKEN", "").strip() or get_token()
+
+
+def run_phone(handler: AsyncStreamHandler, *, config: RestaurantConfig, settings: AgentSettings) -> None:
+    """fastrtc's FastPhone: a temporary phone number for this handler (our phone routes, no UI). Blocking."""
+    token = hf_token()
+    if not token:
+        raise SystemExit(NO_HF_TOKEN)
+    if not os.environ.get("OPENAI_API_KEY", "").strip():
+        print("Warning: OPENAI_API_KEY is not set, so callers will hear that the line is not available.", flush=True)
+    # FastPhone's own Twilio account places the calls: our TWILIO_AUTH_TOKEN cannot check its signatures.
+    stream = build_stream(handler, config=config, settings=settings, verify_twilio=False)
+    _log_calls()
+    host, port = server_address()
+    stream.fastphone(token=token, host=host, port=port)

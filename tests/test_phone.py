@@ -1,0 +1,774 @@
+"""The phone line and the server, called the way Twilio calls them: webhooks over HTTP, Media Streams over a
+WebSocket, with the scripted Realtime fake playing the model.
+
+Each test starts the real FastAPI app (`components.server.build_server`, the app `python app.py --server`
+runs) with uvicorn on a free localhost port in a background thread, and acts as Twilio (`twilio_caller`):
+POST `/telephone/incoming`, follow the TwiML's `<Stream url>`, send `connected`/`start`/`media` (espeak-ng
+speech as 8 kHz mu-law, in real time)/`mark`/`stop`, and listen to the `media`, `clear` and `mark` that come
+back. The live feed is read as a browser's EventSource would, over HTTP. The last tests run the real entry
+points, `python app.py --server` and `--phone`, as subprocesses (see `entry_point`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import datetime as dt
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from fastrtc import WebRTC
+
+from components.config import RestaurantConfig, load_config
+from components.prompt import goodbye_instruction
+from components.realtime_handler import RealtimeHandler
+from components.server import build_server
+from components.settings import VOICES, AgentSettings
+from components.store import ReservationStore
+from tests.domain_fixtures import write_config
+from tests.fake_realtime import (
+    FakeRealtimeServer,
+    Script,
+    call_tool,
+    greet,
+    on_caller_speech,
+    on_response_create,
+    say,
+    user_said,
+)
+from tests.twilio_caller import TwilioCaller, incoming, new_sid, parse_twiml, signed_post
+
+KEY = "sk-test-phone"
+pytestmark = pytest.mark.timeout(120)
+
+
+# ---- the server, as `python app.py --server` builds it -------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerThread:
+    """uvicorn serving `app` on a free localhost port, in a background thread (with its own event loop)."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+        self.port = free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def stream(self) -> Any:
+        return self.app.state.stream
+
+    def __enter__(self) -> ServerThread:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the server did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(15)
+
+
+def small_ui(handler: RealtimeHandler, settings: AgentSettings) -> gr.Blocks:
+    """The shape of app.py's page: a WebRTC call with language, voice and key inputs, and a transcript."""
+    with gr.Blocks() as ui:
+        call = WebRTC(modality="audio", mode="send-receive", server_rtc_configuration={"iceServers": []})
+        language = gr.Radio(["ja", "en"], value="en")
+        voice = gr.Dropdown(list(VOICES), value=settings.voice)
+        key = gr.Textbox(type="password")
+        transcript = gr.JSON()
+        call.stream(
+            handler,
+            inputs=[call, language, voice, key],
+            outputs=[call],
+            concurrency_limit=settings.max_concurrent_calls,
+            time_limit=settings.call_time_limit_s + 15,
+        )
+        call.on_additional_outputs(lambda view: view, outputs=[transcript], concurrency_limit=None)
+    return ui
+
+
+@pytest.fixture
+def config() -> RestaurantConfig:
+    return load_config()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ReservationStore:
+    return ReservationStore(tmp_path / "reservations.db")
+
+
+@pytest.fixture
+def phone_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """The server's environment: the OpenAI key set, no Twilio signature checks, no public URL."""
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    for name in ("TWILIO_AUTH_TOKEN", "TWILIO_VALIDATE_SIGNATURE", "PUBLIC_URL", "TWILIO_SAY_VOICE"):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+@contextlib.contextmanager
+def running_server(
+    config: RestaurantConfig,
+    store: ReservationStore,
+    fake: FakeRealtimeServer | None,
+    monkeypatch: pytest.MonkeyPatch,
+    **settings: Any,
+) -> Iterator[ServerThread]:
+    if fake is not None:
+        monkeypatch.setenv("OPENAI_BASE_URL", fake.base_url)
+    agent = AgentSettings(**{"response_timeout_s": 5, **settings})
+    handler = RealtimeHandler(config, store, agent)
+    app = build_server(handler, ui=small_ui(handler, agent), config=config, settings=agent, feed_wait_s=2.0)
+    with ServerThread(app) as server:
+        yield server
+
+
+def bookable_day(config: RestaurantConfig, days_ahead: int = 7) -> str:
+    day = dt.datetime.now(config.tz).date() + dt.timedelta(days=days_ahead)
+    while any(period.contains(day) for period in config.closed_periods) or day.weekday() in config.closed_weekdays:
+        day += dt.timedelta(days=1)
+    return day.isoformat()
+
+
+class FeedReader:
+    """Follows `/outputs` like an EventSource: every `data:` view, with the time it arrived."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.views: list[tuple[float, dict]] = []
+        self.ended = False
+        self.status: int | None = None
+        self._task: asyncio.Task | None = None
+
+    async def __aenter__(self) -> FeedReader:
+        self._task = asyncio.create_task(self._read())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _read(self) -> None:
+        async with httpx.AsyncClient(timeout=None) as client, client.stream("GET", self.url) as response:
+            self.status = response.status_code
+            if response.status_code != 200:
+                return
+            assert response.headers["content-type"].startswith("text/event-stream")
+            event = "message"
+            async for line in response.aiter_lines():
+                if line.startswith("event:"):
+                    event = line[6:].strip()
+                elif line.startswith("data:") and event == "message":
+                    self.views.append((time.monotonic(), json.loads(line[5:])))
+                elif line.startswith("data:") and event == "end":
+                    self.ended = True
+                elif not line:
+                    event = "message"
+
+    @property
+    def view(self) -> dict:
+        return self.views[-1][1] if self.views else {}
+
+    def lines(self, role: str | None = None) -> list[str]:
+        return [line["text"] for line in self.view.get("transcript", []) if role in (None, line["role"])]
+
+
+def start_call(server: ServerThread, call_sid: str | None = None) -> tuple[Any, TwilioCaller]:
+    """Twilio's webhook, then a caller on the TwiML's stream."""
+    call_sid = call_sid or new_sid("CA")
+    twiml = parse_twiml(incoming(server.url, call_sid))
+    assert twiml.stream_url is not None, twiml.text
+    return twiml, TwilioCaller(twiml.stream_url, parameters=twiml.parameters, call_sid=call_sid)
+
+
+# ---- the webhook ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("language", "locale", "words"), [("ja", "ja-JP", "おつなぎします"), ("en", "en-US", "Connecting you")]
+)
+def test_incoming_call_greets_in_the_restaurants_language_and_connects_the_stream(
+    store, phone_env, tmp_path, language, locale, words
+) -> None:
+    config = load_config(write_config(tmp_path, {'default_language = "ja"': f'default_language = "{language}"'}))
+    with running_server(config, store, None, phone_env) as server:
+        twiml = parse_twiml(incoming(server.url, new_sid("CA")))
+
+    assert twiml.verbs == ["Say", "Connect"]
+    greeting = twiml.says()[0]
+    assert greeting.get("language") == locale and greeting.get("voice")
+    assert words in greeting.text and config.name(language) in greeting.text and "AI" in greeting.text
+    assert "Connecting to the AI assistant" not in twiml.text  # fastrtc's fixed English line is gone
+    assert twiml.stream_url == f"ws://127.0.0.1:{server.port}/telephone/handler"
+    assert twiml.action == f"http://127.0.0.1:{server.port}/telephone/ended"
+    assert len(twiml.parameters["token"]) >= 32
+
+
+def test_twiml_escapes_the_restaurant_name_and_follows_the_public_address(config, store, phone_env, tmp_path) -> None:
+    odd = load_config(write_config(tmp_path, {'name.ja = "AI-SHIFT"': 'name.ja = "ビストロ <A&B> \\"X\\""'}))
+    phone_env.setenv("SPACE_ID", "owner/voicebot")  # on a Space without TURN, fastrtc would refuse to start
+    with running_server(odd, store, None, phone_env) as server:
+        behind_proxy = parse_twiml(
+            incoming(server.url, new_sid("CA"), headers={"Host": "voicebot.example.com", "X-Forwarded-Proto": "https"})
+        )
+        plain_http = parse_twiml(incoming(server.url, new_sid("CA"), headers={"Host": "voicebot.example.com"}))
+        phone_env.setenv("PUBLIC_URL", "https://phone.example.org")
+        configured = parse_twiml(incoming(server.url, new_sid("CA")))
+        bad_host = parse_twiml(incoming(server.url, new_sid("CA"), headers={"Host": "evil.example/<x>"}))
+
+    assert 'ビストロ <A&B> "X"' in behind_proxy.says()[0].text  # parsed back from well-formed XML
+    assert "&amp;" in behind_proxy.text and "&lt;A" in behind_proxy.text
+    assert behind_proxy.stream_url == "wss://voicebot.example.com/telephone/handler"
+    assert behind_proxy.action == "https://voicebot.example.com/telephone/ended"
+    assert plain_http.stream_url == "wss://voicebot.example.com/telephone/handler"  # Twilio only talks TLS
+    assert configured.stream_url == "wss://phone.example.org/telephone/handler"
+    assert bad_host.stream_url is not None and "<" not in bad_host.stream_url and "evil" not in bad_host.stream_url
+
+
+# ---- a call ---------------------------------------------------------------------------------------------
+
+
+def test_a_booking_made_over_the_phone_lands_in_the_store_and_the_feed_follows_it(config, store, phone_env) -> None:
+    day = bookable_day(config)
+    script = Script(
+        greet("Hello, this is AI-SHIFT. May I have your name?"),
+        on_caller_speech(
+            user_said("My name is Yamada."),
+            call_tool("update_reservation", {"guest_name": "Yamada"}),
+            say("Thank you. Which day and time, and for how many?"),
+        ),
+        on_caller_speech(
+            user_said(f"On {day} at seven p.m., four people."),
+            call_tool("update_reservation", {"date": day, "time": "19:00", "party_size": 4}),
+            say(f"Yamada, four guests, {day} at 19:00. Shall I book it?"),
+        ),
+        on_caller_speech(
+            user_said("Yes, please."),
+            call_tool("confirm_reservation", {}),
+            say(lambda out: f"Booked. Your booking number is {' '.join(out['booking_id'])}."),
+        ),
+    )
+
+    async def call(server: ServerThread) -> tuple[TwilioCaller, FeedReader]:
+        twiml, caller = start_call(server)
+        async with caller, FeedReader(f"{server.url}/outputs?stream_id={caller.stream_sid}") as feed:
+            await caller.until(lambda: caller.audible_ms() > 300, what="the greeting")
+            await caller.until(lambda: "May I have your name?" in str(feed.lines("assistant")), what="greeting in feed")
+            await caller.until_quiet()
+            await caller.say("My name is Yamada.")
+            await caller.until(lambda: (feed.view.get("reservation") or {}).get("reservation", {}).get("guest_name"))
+            await caller.until(lambda: len(feed.lines("assistant")) >= 2, what="the second answer")
+            await caller.until_quiet()
+            await caller.say("Next Friday at seven, four people.")
+            await caller.until(lambda: feed.view.get("reservation", {}).get("status") == "ready", what="ready")
+            await caller.until(lambda: len(feed.lines("assistant")) >= 3, what="the read-back")
+            await caller.until_quiet()
+            await caller.say("Yes, please.")
+            await caller.until(lambda: feed.view.get("reservation", {}).get("status") == "confirmed")
+            await caller.until(lambda: len(feed.lines("assistant")) >= 4, what="the booking id read aloud")
+            await caller.until_quiet()
+            await caller.hang_up()
+            await caller.until(lambda: feed.ended, what="the feed to end with the call")
+        return caller, feed
+
+    with FakeRealtimeServer(script, api_key=KEY, ms_per_char=15, min_audio_ms=300) as fake:
+        with running_server(config, store, fake, phone_env) as server:
+            caller, feed = asyncio.run(call(server))
+            ended = parse_twiml(signed_post(f"{server.url}/telephone/ended", {"CallSid": caller.call_sid}))
+            assert server.stream.limiter.active() == 0
+        session = fake.session()
+        outputs = fake.tool_outputs()
+        heard_by_model = fake.received_audio(1)
+
+    # Audio came back as Twilio media for this stream, as 8 kHz mu-law (20-40 ms per message).
+    media = caller.media_messages()
+    assert media and all(m["streamSid"] == caller.stream_sid for m in media)
+    sizes = [len(base64.b64decode(m["media"]["payload"])) for m in media]  # mu-law: one byte per 8 kHz sample
+    assert max(sizes) == 320 and sizes.count(320) > len(sizes) / 2  # the handler's 40 ms chunks, at 8 kHz
+    assert caller.audible_ms() > 2000
+    # The model got the caller's speech (resampled to 24 kHz) and a phone-shaped session.
+    assert len(heard_by_model) > 24_000 * 2 * 2  # more than two seconds of 24 kHz PCM16
+    assert session["audio"]["input"]["format"] == {"type": "audio/pcm", "rate": 24000}
+    assert session["audio"]["input"]["noise_reduction"]["type"] == "far_field"
+    assert session["audio"]["input"]["transcription"]["language"] == config.default_language
+    # The booking is in the store, and the model was given its id to read aloud.
+    booking_id = outputs[-1].output["booking_id"]
+    assert outputs[-1].name == "confirm_reservation" and booking_id
+    row = store.get(booking_id)
+    assert (row["guest_name"], row["date"], row["time"], row["party_size"]) == ("Yamada", day, "19:00", 4)
+    assert " ".join(booking_id) in feed.lines("assistant")[-1]
+    # The feed followed the call as it happened: the card went collecting -> ready -> confirmed, and the
+    # transcript grew turn by turn (each view a complete snapshot, never another call's).
+    statuses = [view["reservation"].get("status") for _, view in feed.views if view.get("reservation")]
+    assert statuses.index("collecting") < statuses.index("ready") < statuses.index("confirmed")
+    users = [line["text"] for line in feed.view["transcript"] if line["role"] == "user"]
+    assert users == ["My name is Yamada.", f"On {day} at seven p.m., four people.", "Yes, please."]
+    assert all(KEY not in json.dumps(view) for _, view in feed.views)
+    assert feed.ended  # the stream said the call is over when the caller hung up
+    assert ended.verbs == ["Hangup"]
+
+
+def test_barge_in_on_the_phone_tells_twilio_to_clear_what_the_caller_would_hear(config, store, phone_env) -> None:
+    long_answer = "We have many tables free on that evening, let me list every single one of them for you. " * 3
+    script = Script(
+        greet("Hello."),
+        on_caller_speech(user_said("What is free on Friday?"), say(long_answer, audio_ms=8000)),
+        on_caller_speech(user_said("Stop, seven is fine."), say("Seven it is.")),
+    )
+
+    async def call(server: ServerThread) -> dict[str, Any]:
+        _, caller = start_call(server)
+        async with caller:
+            await caller.until(lambda: caller.audible_ms() > 200, what="the greeting")
+            await caller.until_quiet()
+            asked_at = time.monotonic()
+            await caller.say("What is free on Friday?")
+            await caller.until(lambda: caller.audible_ms(since=asked_at) > 1500, what="the long answer to play")
+            await asyncio.sleep(1.0)
+            assert not caller.clears
+            interrupted_at = time.monotonic()
+            await caller.say("Stop, seven is fine.")
+            spoken_until = time.monotonic()
+            await caller.until(lambda: caller.clears, what="Twilio's clear")
+            await caller.until(lambda: caller.audible_ms(since=spoken_until) > 300, what="the next answer")
+            await caller.until_quiet()
+        clear = next(m for m in caller.received if m["event"] == "clear")
+        return {
+            "clear": clear,
+            "cleared_at": caller.clears[0],
+            "interrupted_at": interrupted_at,
+            "spoken_until": spoken_until,
+            "caller": caller,
+        }
+
+    with FakeRealtimeServer(script, api_key=KEY, min_audio_ms=300) as fake:
+        with running_server(config, store, fake, phone_env) as server:
+            result = asyncio.run(call(server))
+        truncations = fake.truncations()
+        sent_ms = fake.sent_audio_ms(truncations[0]["item_id"]) if truncations else 0
+
+    caller = result["caller"]
+    assert result["clear"] == {"event": "clear", "streamSid": caller.stream_sid}
+    assert len(caller.clears) == 1  # one clear for one interruption, none for the turns before
+    # The clear came as the caller started talking, and nothing of the long answer played after it: the
+    # caller's line was quiet until the agent answered the interruption.
+    assert result["cleared_at"] - result["interrupted_at"] < 1.0
+    assert caller.audible_ms(since=result["cleared_at"] + 0.1, until=result["spoken_until"]) == 0
+    # The model was told how much of its answer the caller heard.
+    assert len(truncations) == 1
+    assert 1500 <= truncations[0]["audio_end_ms"] <= sent_ms < 8000 + 1
+
+
+def test_the_time_limit_ends_a_phone_call_politely_then_hangs_up(config, store, phone_env) -> None:
+    script = Script(
+        greet("Hello, AI-SHIFT speaking."),
+        on_response_create("We only have a few seconds left, I am afraid."),
+        on_response_create("Thank you for calling, goodbye."),
+    )
+
+    async def call(server: ServerThread) -> tuple[TwilioCaller, FeedReader, float]:
+        _, caller = start_call(server)
+        started = time.monotonic()
+        async with caller, FeedReader(f"{server.url}/outputs?stream_id={caller.stream_sid}") as feed:
+            await caller.until(lambda: caller.closed_at, timeout=30, what="the server to hang up")
+            await caller.until(lambda: feed.ended, what="the feed to end")
+        return caller, feed, started
+
+    with FakeRealtimeServer(script, api_key=KEY, ms_per_char=30, min_audio_ms=300) as fake:
+        with running_server(config, store, fake, phone_env, call_time_limit_s=4) as server:
+            caller, feed, started = asyncio.run(call(server))
+            ended = parse_twiml(signed_post(f"{server.url}/telephone/ended", {"CallSid": caller.call_sid}))
+            assert server.stream.limiter.active() == 0
+        asked = [json.dumps(e, ensure_ascii=False) for e in fake.client_events("response.create")]
+    goodbye = [e for e in asked if goodbye_instruction(config.default_language) in e]
+
+    assert len(goodbye) == 1, "the model was asked to say goodbye"
+    assert caller.hung_up_by_server
+    # The goodbye was heard in full: the server asked Twilio to report when its audio had played (a mark),
+    # the caller's phone echoed it, and only then did the server close the stream.
+    last_media = max(i for i, m in enumerate(caller.received) if m["event"] == "media")
+    marks = [i for i, m in enumerate(caller.received) if m["event"] == "mark"]
+    assert marks and marks[-1] > last_media
+    assert caller.received[marks[-1]] == {"event": "mark", "streamSid": caller.stream_sid, "mark": {"name": "hangup"}}
+    assert caller.marks_echoed == ["hangup"]
+    last_heard = caller.heard[-1]
+    assert caller.closed_at >= last_heard.at + last_heard.samples / 8000 - 0.1
+    assert 4 <= caller.closed_at - started < 4 + 15
+    # The screen's view of it, and the end of the call on Twilio's side: a plain hang-up, no error message.
+    assert feed.view["ended"] is True
+    assert "time limit" in feed.lines("system")[-1]
+    assert ended.verbs == ["Hangup"]
+
+
+# ---- who gets through ----------------------------------------------------------------------------------
+
+
+def component_offer(server: ServerThread, webrtc_id: str) -> dict:
+    """An offer to the UI's WebRTC component, the way its page sends one (Gradio's component server)."""
+    component = next(block for block in server.stream.ui_components)
+    body = {"sdp": "v=0", "type": "offer", "webrtc_id": webrtc_id}
+    payload = {"session_hash": "test", "component_id": component._id, "fn_name": "offer", "data": body}
+    return httpx.post(f"{server.url}/gradio_api/component_server/", json=payload, timeout=10).json()
+
+
+def test_phone_calls_count_against_the_same_limit_as_browser_calls(config, store, phone_env) -> None:
+    async def scenario(server: ServerThread) -> dict[str, Any]:
+        _, first = start_call(server)
+        async with first:
+            await first.until(lambda: first.audible_ms() > 200, what="the first caller's greeting")
+            busy = parse_twiml(incoming(server.url, new_sid("CA")))
+            offer = httpx.post(
+                f"{server.url}/webrtc/offer", json={"sdp": "v=0", "type": "offer", "webrtc_id": "browser1"}
+            ).json()
+            ui_offer = component_offer(server, "browser2")
+            # A stream that skipped the webhook (no slot held for it) is turned away too.
+            async with TwilioCaller(f"ws://127.0.0.1:{server.port}/telephone/handler") as stray:
+                await stray.until(lambda: stray.closed_at, what="the stray stream to be closed")
+            stray_ended = parse_twiml(signed_post(f"{server.url}/telephone/ended", {"CallSid": stray.call_sid}))
+        await asyncio.sleep(0.3)
+        free_again = parse_twiml(incoming(server.url, new_sid("CA")))
+        held = server.stream.limiter.active()  # the webhook holds the slot for its stream
+        offer_while_held = httpx.post(
+            f"{server.url}/webrtc/offer", json={"sdp": "v=0", "type": "offer", "webrtc_id": "browser3"}
+        ).json()
+        return locals()
+
+    with FakeRealtimeServer(Script(greet("Hello, this is AI-SHIFT.")), api_key=KEY, min_audio_ms=300) as fake:
+        with running_server(config, store, fake, phone_env, max_concurrent_calls=1) as server:
+            seen = asyncio.run(scenario(server))
+        connections = fake.connection_count
+
+    busy = seen["busy"]
+    assert busy.verbs == ["Say", "Hangup"] and busy.stream is None
+    assert busy.says()[0].get("language") == "ja-JP" and "混み合って" in busy.says()[0].text
+    for refused in (seen["offer"], seen["ui_offer"], seen["offer_while_held"]):
+        assert refused == {"status": "failed", "meta": {"error": "concurrency_limit_reached", "limit": 1}}
+    assert seen["stray"].hung_up_by_server and not seen["stray"].media_messages()
+    assert seen["stray_ended"].verbs == ["Say", "Hangup"] and "混み合って" in seen["stray_ended"].says()[0].text
+    assert seen["free_again"].stream_url is not None
+    assert seen["held"] == 1
+    assert connections == 1  # only the admitted call reached OpenAI
+
+
+def test_without_an_openai_key_the_caller_hears_that_the_line_is_not_available(config, store, phone_env) -> None:
+    phone_env.delenv("OPENAI_API_KEY")
+
+    async def stray_call(server: ServerThread) -> TwilioCaller:
+        async with TwilioCaller(f"ws://127.0.0.1:{server.port}/telephone/handler") as caller:
+            await caller.until(lambda: caller.closed_at, what="the stream to be closed")
+        return caller
+
+    with running_server(config, store, None, phone_env) as server:
+        answer = parse_twiml(incoming(server.url, new_sid("CA")))
+        caller = asyncio.run(stray_call(server))
+        ended = parse_twiml(signed_post(f"{server.url}/telephone/ended", {"CallSid": caller.call_sid}))
+        assert server.stream.limiter.active() == 0
+
+    assert answer.verbs == ["Say", "Hangup"] and answer.stream is None
+    assert answer.says()[0].get("language") == "ja-JP" and "ご利用いただけません" in answer.says()[0].text
+    assert caller.hung_up_by_server and not caller.media_messages()
+    assert ended.verbs == ["Say", "Hangup"] and "ご利用いただけません" in ended.says()[0].text
+
+
+def test_a_call_that_fails_ends_with_an_apology_not_silence(config, store, phone_env) -> None:
+    """OpenAI refuses the key: the agent cannot speak, so Twilio's voice apologises once the stream closes."""
+
+    async def call(server: ServerThread) -> tuple[TwilioCaller, FeedReader]:
+        _, caller = start_call(server)
+        async with caller, FeedReader(f"{server.url}/outputs?stream_id={caller.stream_sid}") as feed:
+            await caller.until(lambda: caller.closed_at, what="the server to hang up")
+            await caller.until(lambda: feed.ended, what="the feed to end")
+        return caller, feed
+
+    with FakeRealtimeServer(Script(greet("Hello.")), api_key="sk-another-key") as fake:
+        with running_server(config, store, fake, phone_env) as server:
+            caller, feed = asyncio.run(call(server))
+            ended = parse_twiml(signed_post(f"{server.url}/telephone/ended", {"CallSid": caller.call_sid}))
+        assert fake.connections[0].status == 401
+
+    assert caller.hung_up_by_server and not caller.media_messages()
+    assert not [m for m in caller.received if m.get("type") in ("error", "warning")]  # nothing for a screen
+    assert "401" in feed.lines("system")[-1]
+    assert ended.verbs == ["Say", "Hangup"] and "不具合" in ended.says()[0].text
+    assert KEY not in ended.text + json.dumps(feed.view)
+
+
+def test_with_a_twilio_auth_token_only_signed_webhooks_and_their_streams_get_through(config, store, phone_env) -> None:
+    auth = "twilio-auth-token-for-tests"
+    phone_env.setenv("TWILIO_AUTH_TOKEN", auth)
+
+    async def calls(server: ServerThread, token: str) -> tuple[TwilioCaller, TwilioCaller]:
+        async with TwilioCaller(f"ws://127.0.0.1:{server.port}/telephone/handler") as stray:
+            await stray.until(lambda: stray.closed_at, what="the unsigned stream to be closed")
+        handler_url = f"ws://127.0.0.1:{server.port}/telephone/handler"
+        async with TwilioCaller(handler_url, parameters={"token": "x" * 32}) as forged:
+            await forged.until(lambda: forged.closed_at, what="the forged stream to be closed")
+        twiml = parse_twiml(incoming(server.url, call_sid, auth))
+        async with TwilioCaller(twiml.stream_url, parameters=twiml.parameters, call_sid=call_sid) as caller:
+            await caller.until(lambda: caller.audible_ms() > 200, what="the greeting")
+        return stray, forged, caller
+
+    call_sid = new_sid("CA")
+    with FakeRealtimeServer(Script(greet("Hello, this is AI-SHIFT.")), api_key=KEY, min_audio_ms=300) as fake:
+        with running_server(config, store, fake, phone_env) as server:
+            unsigned = incoming(server.url, new_sid("CA"))
+            wrong = incoming(server.url, new_sid("CA"), "not-the-token")
+            other_url = incoming(
+                server.url, new_sid("CA"), auth, sign_url="https://elsewhere.example/telephone/incoming"
+            )
+            unsigned_end = signed_post(f"{server.url}/telephone/ended", {"CallSid": call_sid})
+            stray, forged, caller = asyncio.run(calls(server, auth))
+            phone_env.setenv("PUBLIC_URL", "https://voicebot.example.com")
+            behind_proxy = incoming(
+                server.url, new_sid("CA"), auth, sign_url="https://voicebot.example.com/telephone/incoming"
+            )
+        connections = fake.connection_count
+
+    for refused in (unsigned, wrong, other_url, unsigned_end):
+        assert refused.status_code == 403 and auth not in refused.text
+    assert stray.hung_up_by_server and not stray.media_messages()
+    assert forged.hung_up_by_server and not forged.media_messages()
+    assert caller.media_messages() and connections == 1
+    assert parse_twiml(behind_proxy).stream_url == "wss://voicebot.example.com/telephone/handler"
+
+
+def test_fastrtcs_raw_websocket_route_is_closed(config, store, phone_env) -> None:
+    """It would bypass the shared call limit and wait forever for UI inputs; the phone and WebRTC are the ways in."""
+    from websockets.asyncio.client import connect
+
+    async def knock(url: str) -> tuple[dict, int | None]:
+        async with connect(url) as ws:
+            message = json.loads(await ws.recv())
+            await ws.wait_closed()
+            return message, ws.close_code
+
+    with running_server(config, store, None, phone_env) as server:
+        message, code = asyncio.run(knock(f"ws://127.0.0.1:{server.port}/websocket/offer"))
+
+    assert message == {"status": "failed", "meta": {"error": "not_supported"}} and code == 1008
+
+
+# ---- the live feed ---------------------------------------------------------------------------------------
+
+
+def test_the_feed_follows_only_the_call_asked_for_and_checks_its_id(config, store, phone_env) -> None:
+    script = Script(
+        greet("Hello, this is AI-SHIFT."),
+        on_caller_speech(user_said("My name is Tanaka."), say("Thank you, Tanaka.")),
+    )
+
+    async def two_calls(server: ServerThread) -> tuple[FeedReader, FeedReader, FeedReader]:
+        _, one = start_call(server)
+        _, two = start_call(server)
+        async with one, two:
+            feed_one = FeedReader(f"{server.url}/outputs?stream_id={one.stream_sid}")
+            feed_two = FeedReader(f"{server.url}/outputs?webrtc_id={two.stream_sid}")  # either name works
+            async with feed_one, feed_two:
+                await one.until(lambda: one.audible_ms() > 200 and two.audible_ms() > 200, what="both greetings")
+                await one.until_quiet()
+                await one.say("My name is Tanaka.")
+                await one.until(lambda: "Thank you, Tanaka." in str(feed_one.lines()), what="the first answer")
+                await asyncio.sleep(0.5)
+                late = FeedReader(f"{server.url}/outputs?stream_id={one.stream_sid}")
+                async with late:  # a follower that joins mid-call gets the whole call so far at once
+                    await one.until(lambda: late.views, what="the late follower's first view")
+        return feed_one, feed_two, late
+
+    with FakeRealtimeServer(script, api_key=KEY, ms_per_char=15, min_audio_ms=300) as fake:
+        with running_server(config, store, fake, phone_env, max_concurrent_calls=2) as server:
+            feed_one, feed_two, late = asyncio.run(two_calls(server))
+            get = lambda query: httpx.get(f"{server.url}/outputs{query}", timeout=10)  # noqa: E731
+            missing, both = get(""), get("?webrtc_id=a&stream_id=b")
+            malformed, too_long = get("?webrtc_id=../../etc"), get("?stream_id=" + "a" * 65)
+            unknown = get("?stream_id=MZ" + "0" * 32)
+
+    assert "Tanaka" in str(feed_one.lines("user"))
+    assert feed_two.views and not any("Tanaka" in json.dumps(view) for _, view in feed_two.views)
+    assert late.views[0][1]["transcript"] == feed_one.views[-1][1]["transcript"]
+    assert (missing.status_code, both.status_code) == (400, 400)
+    assert (malformed.status_code, too_long.status_code) == (422, 422)
+    assert unknown.status_code == 404
+
+
+async def webrtc_call(server: ServerThread, webrtc_id: str, via_ui: bool) -> Any:
+    """A browser-like WebRTC peer (aiortc): microphone track (silence) and data channel, offered to the server."""
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+    from aiortc.mediastreams import AudioStreamTrack
+
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.createDataChannel("text")
+    pc.addTrack(AudioStreamTrack())
+    await pc.setLocalDescription(await pc.createOffer())
+    body = {"sdp": pc.localDescription.sdp, "type": "offer", "webrtc_id": webrtc_id}
+    async with httpx.AsyncClient(timeout=20) as client:
+        if via_ui:
+            component = server.stream.ui_components[0]
+            payload = {"session_hash": "test", "component_id": component._id, "fn_name": "offer", "data": body}
+            answer = (await client.post(f"{server.url}/gradio_api/component_server/", json=payload)).json()
+        else:
+            answer = (await client.post(f"{server.url}/webrtc/offer", json={**body, "language": "en"})).json()
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
+    if via_ui:  # the page's inputs, as Gradio's `tick` event hands them to fastrtc
+        component.set_input(webrtc_id, webrtc_id, "en", "cedar", "")
+    return pc
+
+
+@pytest.mark.parametrize("via_ui", [False, True], ids=["offer-route", "ui-component"])
+def test_the_feed_follows_a_browser_call_too(config, store, phone_env, via_ui) -> None:
+    async def call(server: ServerThread) -> FeedReader:
+        webrtc_id = "browser" + new_sid("")[:12]
+        async with FeedReader(f"{server.url}/outputs?webrtc_id={webrtc_id}") as feed:
+            pc = await webrtc_call(server, webrtc_id, via_ui)
+            try:
+                deadline = time.monotonic() + 20
+                while "May I have your name?" not in str(feed.lines("assistant")):
+                    assert time.monotonic() < deadline, f"no greeting in the feed: {feed.view}"
+                    await asyncio.sleep(0.05)
+            finally:
+                await pc.close()
+            deadline = time.monotonic() + 10
+            while not feed.ended and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+        return feed
+
+    with FakeRealtimeServer(Script(greet("Hello, May I have your name?")), api_key=KEY, min_audio_ms=300) as fake:
+        with running_server(config, store, fake, phone_env) as server:
+            feed = asyncio.run(call(server))
+        session = fake.session()
+
+    assert feed.view["language"] == "en" and session["audio"]["input"]["transcription"]["language"] == "en"
+    assert session["audio"]["input"]["noise_reduction"]["type"] == "near_field"  # a browser call, not the phone
+    assert feed.ended  # the hang-up closed the feed
+
+
+# ---- the entry points: `python app.py --server` and `--phone` ------------------------------------------
+
+APP = Path(__file__).resolve().parent.parent / "app.py"
+ENTRY_IMPORTS = "import sys\n\nfrom components.server import build_server, run_phone, serve\n"
+ENTRY_MAIN = """if __name__ == "__main__":
+    if "--server" in sys.argv or os.environ.get("VOICEBOT_SERVER") == "1":  # UI at /, phone line, offer, /outputs
+        serve(build_server(RealtimeHandler(config, store, settings), ui=demo, config=config, settings=settings))
+    elif "--phone" in sys.argv:  # a temporary phone number from fastrtc's FastPhone (needs HF_TOKEN)
+        run_phone(RealtimeHandler(config, store, settings), config=config, settings=settings)
+    else:
+        demo.launch()
+"""
+PLAIN_MAIN = 'if __name__ == "__main__":\n    demo.launch()\n'
+
+
+def entry_point(tmp_path: Path) -> Path:
+    """app.py itself once it has the `--server`/`--phone` lines; until then, app.py run with them added
+    in memory (a launcher that compiles the patched source under app.py's own name and folder)."""
+    source = APP.read_text(encoding="utf-8")
+    if "build_server" in source:
+        return APP
+    if PLAIN_MAIN not in source:
+        pytest.skip("app.py has neither the --server entry point nor the plain demo.launch() block to extend")
+    future = "from __future__ import annotations\n"
+    patched = source.replace(future, future + ENTRY_IMPORTS, 1).replace(PLAIN_MAIN, ENTRY_MAIN)
+    launcher = tmp_path / "app_entry.py"
+    launcher.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(APP.parent)!r})\n"
+        f"source = {patched!r}\n"
+        f"exec(compile(source, {str(APP)!r}, 'exec'), {{'__name__': '__main__', '__file__': {str(APP)!r}}})\n",
+        encoding="utf-8",
+    )
+    return launcher
+
+
+def test_python_app_py_server_serves_the_ui_the_phone_line_and_the_feed(config, tmp_path) -> None:
+    from tests.browser import AppProcess
+
+    async def call(url: str, port: int) -> tuple[TwilioCaller, FeedReader]:
+        twiml = parse_twiml(incoming(url, new_sid("CA")))
+        assert twiml.stream_url == f"ws://127.0.0.1:{port}/telephone/handler"
+        caller = TwilioCaller(twiml.stream_url, parameters=twiml.parameters)
+        async with caller, FeedReader(f"{url}/outputs?stream_id={caller.stream_sid}") as feed:
+            await caller.until(lambda: caller.audible_ms() > 200, timeout=30, what="the greeting")
+            await caller.until(lambda: "AI-SHIFT" in str(feed.lines("assistant")), what="the greeting in the feed")
+        return caller, feed
+
+    with FakeRealtimeServer(Script(greet("Hello, this is AI-SHIFT.")), api_key=KEY, min_audio_ms=300) as fake:
+        env = {
+            "OPENAI_API_KEY": KEY,
+            "OPENAI_BASE_URL": fake.base_url,
+            "RESERVATIONS_DB": str(tmp_path / "reservations.db"),
+            "TWILIO_AUTH_TOKEN": "",
+            "PUBLIC_URL": "",
+        }
+        with AppProcess(entry_point(tmp_path), tmp_path / "logs", env=env, args=("--server",)) as app:
+            page = httpx.get(app.url, timeout=10)
+            base = app.url.rstrip("/")
+            caller, feed = asyncio.run(call(base, app.port))
+            log = app.log_text()
+
+    assert page.status_code == 200 and "gradio" in page.text.lower()  # the UI is at /
+    assert all(m["streamSid"] == caller.stream_sid for m in caller.media_messages())
+    assert feed.view["transcript"][0]["role"] == "assistant"
+    assert "/telephone/incoming" in log and KEY not in log
+
+
+def test_python_app_py_phone_without_a_hugging_face_token_says_what_to_do(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "OPENAI_API_KEY")}
+    env.update(HF_HOME=str(tmp_path / "hf"), HF_TOKEN_PATH=str(tmp_path / "hf" / "token"))
+    done = subprocess.run(
+        [sys.executable, str(entry_point(tmp_path)), "--phone"],
+        cwd=APP.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+
+    assert done.returncode == 1
+    assert "HF_TOKEN" in done.stderr and "huggingface.co/settings/tokens" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_the_test_callers_mu_law_is_the_one_fastrtc_decodes() -> None:
+    """The caller's audio goes through `audioop.ulaw2lin` on the server: our encoder must be G.711 exactly."""
+    import warnings
+
+    import numpy as np
+
+    from tests.twilio_caller import mulaw_decode, mulaw_encode
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import audioop
+
+    pcm = np.arange(-32768, 32768, dtype=np.int16)
+    assert mulaw_encode(pcm) == audioop.lin2ulaw(pcm.tobytes(), 2)
+    every_code = bytes(range(256))
+    assert mulaw_decode(every_code).tobytes() == audioop.ulaw2lin(every_code, 2)
