@@ -64,7 +64,6 @@ from components.vad import BARGE_IN_SPEECH_S, TELEPHONE_ALGO, TELEPHONE_VAD, Sil
 
 log = logging.getLogger(__name__)
 
-ENGINES = ("realtime", "pipeline")
 INPUT_RATE = 16_000  # what the VAD and speech-to-text want; fastrtc resamples the caller to it
 IDLE_WAIT_S = 0.05  # how long `emit` waits for a turn before returning (fastrtc calls it in a loop)
 MAX_FAILED_TURNS = 3  # turns in a row the service failed before the call gives up
@@ -77,14 +76,6 @@ SPEECH_STYLE = {
 _STRONG_END = "。！？!?…\n"
 _WEAK_BREAK = re.compile(r"[、，,;；:：]\s*")
 _LONG_SENTENCE = 160  # characters: past this a sentence is spoken up to its last comma
-
-
-def default_engine() -> str:
-    """`VOICE_ENGINE` (`realtime` or `pipeline`), default `realtime`."""
-    engine = os.environ.get("VOICE_ENGINE", "").strip().lower() or "realtime"
-    if engine not in ENGINES:
-        raise ValueError(f"VOICE_ENGINE must be one of {', '.join(ENGINES)}, got {engine!r}")
-    return engine
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 VOICES = ("marin", "cedar", "alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse")
 LANGUAGES = ("ja", "en")  # the caller's choice; the restaurant's default is in its config
+ENGINES = ("realtime", "pipeline")  # speech-to-speech, or VAD → speech-to-text → chat model → text-to-speech
 
 
 def _int(name: str, default: int, minimum: int = 1) -> int:
@@ -22,13 +23,23 @@ def _int(name: str, default: int, minimum: int = 1) -> int:
     return value
 
 
+def _choice(name: str, choices: tuple[str, ...], default: str) -> str:
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
 @dataclass(frozen=True)
 class AgentSettings:
     """How the voice agent runs: models, voice, and the limits a shared demo needs.
 
     Defaults: a booking takes one to three minutes, so a call may last 5 minutes (the cookbook's 90 s
     cut people off mid read-back); 10 calls at once keep a free 2-vCPU Space responsive while bounding
-    what a public demo can spend of the owner's OpenAI budget.
+    what a public demo can spend of the owner's OpenAI budget. `engine` is the voice engine a call starts
+    with (`VOICE_ENGINE`): the page lets a visitor switch, the phone line always uses it.
     """
 
     model: str = "gpt-realtime"
@@ -38,6 +49,7 @@ class AgentSettings:
     max_concurrent_calls: int = 10
     idle_reprompt_ms: int = 8000
     response_timeout_s: int = 20
+    engine: str = "realtime"
 
     @classmethod
     def from_env(cls) -> AgentSettings:
@@ -49,4 +61,5 @@ class AgentSettings:
             max_concurrent_calls=_int("MAX_CONCURRENT_CALLS", cls.max_concurrent_calls),
             idle_reprompt_ms=_int("IDLE_REPROMPT_MS", cls.idle_reprompt_ms, minimum=1000),
             response_timeout_s=_int("RESPONSE_TIMEOUT", cls.response_timeout_s, minimum=2),
+            engine=_choice("VOICE_ENGINE", ENGINES, cls.engine),
         )

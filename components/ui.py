@@ -30,6 +30,7 @@ LABELS = {
         "booking_id": "予約番号",
         "time_left": "残り時間",
         "latency": "応答",
+        "stages": ("認識", "生成", "合成"),
         "tokens": "トークン",
         "guests": "名",
         "weekdays": "月火水木金土日",
@@ -51,6 +52,7 @@ LABELS = {
         "booking_id": "Booking number",
         "time_left": "Time left",
         "latency": "Response",
+        "stages": ("STT", "LLM", "TTS"),
         "tokens": "tokens",
         "guests": "guests",
         "weekdays": ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"],
@@ -96,6 +98,19 @@ def _field_row(field: str, value: Any, words: dict[str, Any]) -> str:
     )
 
 
+def _stages(turn: dict[str, Any], words: dict[str, Any]) -> str:
+    """The pipeline engine's split of a response time: speech-to-text, the model's first word, the first audio.
+
+    The turn holds times from the end of the caller's turn; shown as each stage's own share, so an owner sees
+    at a glance which service to tune or swap. Empty for the Realtime engine (one service, no stages)."""
+    marks = [turn.get(name) for name in ("transcript_ms", "first_token_ms", "first_audio_ms")]
+    if any(mark is None for mark in marks):
+        return ""
+    shares = [marks[0], marks[1] - marks[0], marks[2] - marks[1]]
+    parts = " · ".join(f"{escape(label)} {max(0, share)}" for label, share in zip(words["stages"], shares, strict=True))
+    return f'<span class="stages" data-stages="{",".join(str(mark) for mark in marks)}">{parts} ms</span>'
+
+
 def card_html(view: dict[str, Any] | None, restaurant_name: str, language: str = "ja") -> str:
     """The reservation summary card for a call view (or the idle card before a call)."""
     words = LABELS["en" if language == "en" else "ja"]
@@ -139,6 +154,8 @@ def card_html(view: dict[str, Any] | None, restaurant_name: str, language: str =
     turns = [t for t in view.get("turns", []) if t.get("latency_ms") is not None]
     if turns:
         footer.append(f'<span class="latency">{escape(words["latency"])} {turns[-1]["latency_ms"]} ms</span>')
+        if stages := _stages(turns[-1], words):
+            footer.append(stages)
     tokens = sum(t.get("total_tokens") or 0 for t in view.get("turns", []))
     if tokens:
         footer.append(f'<span class="tokens">{tokens:,} {escape(words["tokens"])}</span>')

@@ -26,3 +26,13 @@ def test_bad_values_name_the_variable(monkeypatch: pytest.MonkeyPatch, name: str
     monkeypatch.setenv(name, value)
     with pytest.raises(ValueError, match=f"{name}.*{says}"):
         AgentSettings.from_env()
+
+
+def test_the_voice_engine_is_chosen_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("VOICE_ENGINE", raising=False)
+    assert AgentSettings.from_env().engine == "realtime"
+    monkeypatch.setenv("VOICE_ENGINE", "Pipeline")
+    assert AgentSettings.from_env().engine == "pipeline"
+    monkeypatch.setenv("VOICE_ENGINE", "cascade")
+    with pytest.raises(ValueError, match="VOICE_ENGINE must be one of realtime, pipeline"):
+        AgentSettings.from_env()

@@ -91,3 +91,18 @@ def test_the_idle_card_invites_a_call_and_a_live_one_shows_time_and_figures() ->
     html = card_html(view, "AI-SHIFT", "en")
     assert 'data-deadline="2000000000"' in html
     assert "640 ms" in html and "1,200 tokens" in html
+
+
+def test_a_pipeline_turn_shows_each_stage_of_its_response_time() -> None:
+    state = CallState(language="en", deadline=2_000_000_000.0)
+    state.reservation = snapshot()
+    view = state.view()
+    pipeline_turn = {"latency_ms": 900, "transcript_ms": 210, "first_token_ms": 560, "first_audio_ms": 740}
+    view["turns"] = [pipeline_turn]
+    html = card_html(view, "AI-SHIFT", "en")
+    assert "Response 900 ms" in html
+    assert '<span class="stages" data-stages="210,560,740">STT 210 · LLM 350 · TTS 180 ms</span>' in html
+    assert "認識 210 · 生成 350 · 合成 180 ms" in card_html(view, "AI-SHIFT", "ja")
+
+    view["turns"] = [{"latency_ms": 640}]  # the Realtime engine: one service, no stages
+    assert "stages" not in card_html(view, "AI-SHIFT", "en")
