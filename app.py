@@ -7,14 +7,17 @@ The restaurant lives in `assets/restaurant.toml`; rules, tools and prompt in `co
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import gradio as gr
 from fastrtc import WebRTC
 
 from components.config import load_config
+from components.pipeline_handler import PipelineHandler
 from components.realtime_handler import RealtimeHandler
-from components.settings import VOICES, AgentSettings
+from components.server import build_server, run_phone, serve, share_call_limit
+from components.settings import ENGINES, VOICES, AgentSettings
 from components.store import ReservationStore
 from components.turn import missing_turn_warning, rtc_configuration
 from components.ui import card_html, chat_messages
@@ -25,12 +28,21 @@ config = load_config()
 settings = AgentSettings.from_env()
 store = ReservationStore()
 has_env_key = bool(os.environ.get("OPENAI_API_KEY", "").strip())
+# Two voice engines behind the same rules, transcript and card; each call uses the one picked in Settings.
+handlers = {"realtime": RealtimeHandler(config, store, settings), "pipeline": PipelineHandler(config, store, settings)}
 
 
 def show_call(view: dict) -> tuple[list[dict], str]:
     """Turn the handler's view of the call into the transcript and the card."""
     language = view.get("language", config.default_language)
     return chat_messages(view), card_html(view, config.name(language), language)
+
+
+def engine_classes(engine: str, chosen: str) -> list[str]:
+    """Only the chosen engine's call widget shows. Its box is hidden by CSS, not `visible=False`: fastrtc sends
+    every call widget's value along when Settings change, and a widget that was never rendered has none. The
+    widget itself is never updated: gradio would keep a per-session copy of it, without its stream handler."""
+    return [] if engine == chosen else ["engine-hidden"]
 
 
 def idle_card(language: str) -> str:
@@ -45,6 +57,12 @@ HEADER = f"""
   reads the booking back, and books it once you agree.</p>
 </div>
 """
+
+ENGINE_LABELS = {"realtime": "通話 / Call", "pipeline": "通話（パイプライン）/ Call (pipeline)"}
+ENGINE_CHOICES = {
+    "realtime": "リアルタイム音声 / Realtime (speech to speech)",
+    "pipeline": "パイプライン / Pipeline (speech-to-text → chat model → text-to-speech)",
+}
 
 KEY_HELP = """
 **OpenAI APIキーが必要です / An OpenAI API key is needed.**
@@ -68,22 +86,31 @@ with gr.Blocks(
         gr.Markdown(turn_help, elem_id="turn-help")
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=320):
-            call = WebRTC(
-                label="通話 / Call",
-                modality="audio",
-                mode="send-receive",
-                rtc_configuration=rtc_configuration(),
-                server_rtc_configuration=None if os.environ.get("SPACE_ID") else {"iceServers": []},
-                full_screen=False,
-                elem_id="call",
-                button_labels={"start": "録音して話す / Record", "stop": "通話を終了 / Hang up"},
-            )
+            boxes, calls = {}, {}
+            for engine in ENGINES:  # one call widget per voice engine; Settings pick which one shows
+                with gr.Column(elem_classes=engine_classes(engine, settings.engine)) as boxes[engine]:
+                    calls[engine] = WebRTC(
+                        label=ENGINE_LABELS[engine],
+                        modality="audio",
+                        mode="send-receive",
+                        rtc_configuration=rtc_configuration(),
+                        server_rtc_configuration=None if os.environ.get("SPACE_ID") else {"iceServers": []},
+                        full_screen=False,
+                        elem_id=f"call-{engine}",
+                        button_labels={"start": "録音して話す / Record", "stop": "通話を終了 / Hang up"},
+                    )
             card = gr.HTML(idle_card(config.default_language), elem_id="reservation-card")
             with gr.Accordion("設定 / Settings", open=not has_env_key):
                 language = gr.Radio(
                     [("日本語", "ja"), ("English", "en")], value=config.default_language, label="言語 / Language"
                 )
                 voice = gr.Dropdown(list(VOICES), value=settings.voice, label="声 / Voice")
+                engine_choice = gr.Radio(
+                    [(ENGINE_CHOICES[engine], engine) for engine in ENGINES],
+                    value=settings.engine,
+                    label="エンジン / Voice engine",
+                    elem_id="engine",
+                )
                 api_key = gr.Textbox(
                     label="OpenAI APIキー / API key",
                     type="password",
@@ -97,20 +124,36 @@ with gr.Blocks(
                 label="会話 / Transcript",
                 elem_id="transcript",
                 height=520,
-                show_copy_button=True,
+                show_copy_all_button=True,
                 allow_tags=False,
             )
 
-    call.stream(
-        RealtimeHandler(config, store, settings),
-        inputs=[call, language, voice, api_key],
-        outputs=[call],
-        concurrency_limit=settings.max_concurrent_calls,
-        time_limit=settings.call_time_limit_s + 15,  # backstop: the handler ends the call politely first
-    )
-    # Each call streams its updates for as long as it lasts, so this event must not share one queue slot.
-    call.on_additional_outputs(show_call, outputs=[transcript, card], concurrency_limit=None, show_progress="hidden")
+    for engine, call in calls.items():
+        call.stream(
+            handlers[engine],
+            inputs=[call, language, voice, api_key],
+            outputs=[call],
+            concurrency_limit=settings.max_concurrent_calls,
+            time_limit=settings.call_time_limit_s + 15,  # backstop: the handler ends the call politely first
+        )
+        # Each call streams its updates for as long as it lasts, so this event must not share one queue slot.
+        call.on_additional_outputs(
+            show_call, outputs=[transcript, card], concurrency_limit=None, show_progress="hidden"
+        )
     language.change(idle_card, inputs=[language], outputs=[card], queue=False)
+    engine_choice.change(
+        lambda chosen: [gr.update(elem_classes=engine_classes(engine, chosen)) for engine in boxes],
+        inputs=[engine_choice],
+        outputs=list(boxes.values()),
+        queue=False,
+    )
 
 if __name__ == "__main__":
-    demo.launch()
+    phone_handler = handlers[settings.engine]  # a caller has no Settings: the phone uses VOICE_ENGINE
+    if "--phone" in sys.argv:  # a temporary phone number from fastrtc's FastPhone (needs HF_TOKEN)
+        run_phone(phone_handler, config=config, settings=settings)
+    elif "--server" in sys.argv or os.environ.get("VOICEBOT_SERVER") == "1":  # + Twilio line, offer route, /outputs
+        serve(build_server(phone_handler, ui=demo, config=config, settings=settings))
+    else:
+        share_call_limit(demo, settings.max_concurrent_calls)
+        demo.launch()

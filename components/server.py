@@ -245,6 +245,17 @@ class CallLimiter:
         with self._lock:
             self._phone.discard(stream_sid)
 
+    def guard(self, component: WebRTC) -> None:
+        """Count a UI's WebRTC component (which answers its own offers) and refuse its offers when all lines are
+        in use: fastrtc's own check counts one component at a time, and the page has one per voice engine."""
+        self.watch(component)
+        handle_offer = component.handle_offer
+
+        async def limited_offer(body: dict[str, Any], set_outputs: Callable) -> Any:
+            return self.refusal(component, body) or await handle_offer(body, set_outputs)
+
+        component.handle_offer = limited_offer
+
     def refusal(self, pool: WebRTCConnectionMixin, body: dict[str, Any]) -> JSONResponse | None:
         """fastrtc's answer to a WebRTC offer when all lines are in use, or None to go ahead."""
         if body.get("type") != "offer" or body.get("webrtc_id") in pool.pcs or not self.full():
@@ -388,16 +399,9 @@ class VoicebotStream(Stream):
     def attach(self, component: WebRTC) -> None:
         """Give a UI's WebRTC component (which handles its own offers) the shared limit and the live feed."""
         self.ui_components.append(component)
-        self.limiter.watch(component)
-        limiter, feed = self.limiter, self.feed
-        handle_offer, set_outputs_for, clean_up = (
-            component.handle_offer,
-            component.set_additional_outputs,
-            component.clean_up,
-        )
-
-        async def limited_offer(body: dict[str, Any], set_outputs: Callable) -> Any:
-            return limiter.refusal(component, body) or await handle_offer(body, set_outputs)
+        self.limiter.guard(component)
+        feed = self.feed
+        set_outputs_for, clean_up = component.set_additional_outputs, component.clean_up
 
         def outputs_to_ui_and_feed(webrtc_id: str) -> Callable[[AdditionalOutputs], None]:
             to_ui, to_feed = set_outputs_for(webrtc_id), feed.publisher(webrtc_id)
@@ -414,9 +418,17 @@ class VoicebotStream(Stream):
             finally:
                 feed.close(webrtc_id)
 
-        component.handle_offer = limited_offer
         component.set_additional_outputs = outputs_to_ui_and_feed
         component.clean_up = clean_up_and_close
+
+
+def share_call_limit(ui: gr.Blocks, limit: int) -> CallLimiter:
+    """One limit for all the calls of a page served by `demo.launch()` (whatever engine each one uses)."""
+    limiter = CallLimiter(limit)
+    for block in ui.blocks.values():
+        if isinstance(block, WebRTC):
+            limiter.guard(block)
+    return limiter
 
 
 def warm_up_resampler() -> None:

@@ -32,6 +32,7 @@ from playwright.sync_api import Page, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from components.config import RestaurantConfig, load_config
+from tests import fake_openai_http as http
 from tests.browser import (
     MIC_ACCESS_BUTTON,
     PHONE,
@@ -58,6 +59,8 @@ pytestmark = pytest.mark.timeout(180)
 
 KEY = "sk-test-browser-e2e"
 APP = Path(__file__).resolve().parent.parent / "app.py"
+CALL = "#call-realtime"  # the call widget of the engine the page starts with
+PIPELINE_CALL = "#call-pipeline"  # the one shown once Settings pick the pipeline engine
 BOOKING_ID = re.compile(r"^AS-[A-Z2-9]{4}$")
 LOUD = 0.02  # output meter RMS: the agent is audible
 QUIET = 0.01  # output meter RMS: nothing is playing
@@ -83,7 +86,7 @@ def bookable_day(config: RestaurantConfig, days_ahead: int = 7) -> str:
     return day.isoformat()
 
 
-def app_env(tmp_path: Path, server: FakeRealtimeServer | None, key: str | None) -> dict[str, str]:
+def app_env(tmp_path: Path, server: FakeRealtimeServer | http.FakeOpenAIServer | None, key: str | None) -> dict[str, str]:
     env = {"RESERVATIONS_DB": str(tmp_path / "reservations.db")}
     if server is not None:
         env["OPENAI_BASE_URL"] = server.base_url
@@ -165,7 +168,7 @@ def transcript(page: Page) -> list[tuple[str, str]]:
 def describe(page: Page) -> str:
     """What the page shows now, for a failure message."""
     return (
-        f"\ncall: {call_state(page, '#call')}\ntoasts: {visible_messages(page)}\ncard: {card_now(page)}"
+        f"\ncalls: {call_state(page, CALL)} (realtime), {call_state(page, PIPELINE_CALL)} (pipeline)\ntoasts: {visible_messages(page)}\ncard: {card_now(page)}"
         f"\ntranscript: {json.dumps(transcript(page), ensure_ascii=False, indent=1)}"
     )
 
@@ -208,16 +211,16 @@ def fields_of(state: dict[str, Any]) -> dict[str, tuple[str, str]]:
 
 def press_record(page: Page) -> None:
     """Click record (after "Click to Access Microphone") without expecting the call to open."""
-    page.wait_for_selector(f"#call {START_BUTTON}, #call {MIC_ACCESS_BUTTON}", timeout=20_000)
-    access = page.locator(f"#call {MIC_ACCESS_BUTTON}")
+    page.wait_for_selector(f"{CALL} {START_BUTTON}, {CALL} {MIC_ACCESS_BUTTON}", timeout=20_000)
+    access = page.locator(f"{CALL} {MIC_ACCESS_BUTTON}")
     if access.count():
         access.first.click()
-    page.locator(f"#call {START_BUTTON}").first.click()
+    page.locator(f"{CALL} {START_BUTTON}").first.click()
 
 
 def wait_for_idle(page: Page, timeout_s: float = 20.0) -> None:
     deadline = time.monotonic() + timeout_s
-    while call_state(page, "#call") != "closed":
+    while call_state(page, CALL) != "closed":
         if time.monotonic() > deadline:
             raise AssertionError(f"the call did not return to idle within {timeout_s:.0f} s{describe(page)}")
         page.wait_for_timeout(100)
@@ -335,7 +338,7 @@ def test_a_whole_booking_by_voice(tmp_path: Path, playwright: Any) -> None:
         record_card(page)
         start_output_meter(page)
         call_started = page_time_ms(page)
-        start_call(page, root="#call")
+        start_call(page, root=CALL)
 
         # The greeting is heard and shown.
         wait_for_line(page, "bot", agent[0])
@@ -429,8 +432,8 @@ def test_a_whole_booking_by_voice(tmp_path: Path, playwright: Any) -> None:
         assert max(level.rms for level in output_levels(page, since_ms=call_started)) > LOUD
 
         snap(page, tmp_path, "booking-confirmed")
-        end_call(page, root="#call")
-        assert call_state(page, "#call") == "closed"
+        end_call(page, root=CALL)
+        assert call_state(page, CALL) == "closed"
         no_traceback(page)
         assert server.problems() == [], server.problems()
         assert server.truncations() == [], "the caller talked over the agent: the pauses are too short"
@@ -480,7 +483,7 @@ def test_barge_in_silences_the_agent_and_marks_the_cut(tmp_path: Path, playwrigh
         start_output_meter(page)
         offset = clock_offset_ms(page)
         call_started = page_time_ms(page)
-        start_call(page, root="#call")
+        start_call(page, root=CALL)
 
         wait_for_line(page, "user", question)
         try:
@@ -530,7 +533,7 @@ def test_barge_in_silences_the_agent_and_marks_the_cut(tmp_path: Path, playwrigh
         assert card_now(page)["badge"] == "Taking details"
 
         snap(page, tmp_path, "barge-in")
-        end_call(page, root="#call")
+        end_call(page, root=CALL)
         no_traceback(page)
         assert "Traceback" not in app.log_text(), app.log_tail()
 
@@ -616,14 +619,134 @@ def test_phone_layout_fits_without_sideways_scrolling(tmp_path: Path, playwright
                 assert box["y"] + box["height"] <= height, f"the {name} is below the first screen: {box}"
 
         # First the component asks for the microphone, then shows the record button, in the same place.
-        check_fits("microphone button", f"#call {MIC_ACCESS_BUTTON}", first_screen=True)
-        page.locator(f"#call {MIC_ACCESS_BUTTON}").click()
-        page.wait_for_selector(f"#call {START_BUTTON}", state="visible", timeout=10_000)
+        check_fits("microphone button", f"{CALL} {MIC_ACCESS_BUTTON}", first_screen=True)
+        page.locator(f"{CALL} {MIC_ACCESS_BUTTON}").click()
+        page.wait_for_selector(f"{CALL} {START_BUTTON}", state="visible", timeout=10_000)
         page.wait_for_timeout(500)  # layout settles
-        check_fits("record button", f"#call {START_BUTTON}", first_screen=True)
+        check_fits("record button", f"{CALL} {START_BUTTON}", first_screen=True)
         check_fits("card", "#reservation-card .reservation-card")
         check_fits("transcript", "#transcript")
         check_fits("key box", "#api-key input, #api-key textarea")
         scroll_width = page.evaluate("() => document.scrollingElement.scrollWidth")
         assert scroll_width <= width + 1, f"the page scrolls sideways: {scroll_width} px wide in a {width} px screen"
         snap(page, tmp_path, "phone")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# 6. The pipeline engine, picked in Settings
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_a_whole_booking_with_the_pipeline_engine(tmp_path: Path, playwright: Any) -> None:
+    """The same booking through VAD → speech-to-text → chat model with tools → text-to-speech: the packaged VAD
+    hears the browser's microphone, the fake OpenAI HTTP server plays the three services."""
+    day = bookable_day(load_config())
+    caller = [
+        "My name is Suzuki.",
+        "Next Friday at seven, six people.",
+        "Then four people, please.",
+        "Yes, please book it.",
+    ]
+    agent = [
+        "Hello, this is AI-SHIFT. May I have your name?",
+        "Thank you, Suzuki. Which day, what time, and how many?",
+        "Sorry, we seat at most four per booking.",
+        f"Suzuki, four guests, {day} at 19:00. Shall I book it?",
+    ]
+    script = http.Script(
+        http.greet(agent[0]),
+        http.on_caller_speech(
+            http.user_said(caller[0]), http.call_tool("update_reservation", {"guest_name": "Suzuki"}), agent[1]
+        ),
+        http.on_caller_speech(
+            http.user_said(caller[1]),
+            http.call_tool("update_reservation", {"date": day, "time": "19:00", "party_size": 6}),
+            agent[2],
+        ),
+        http.on_caller_speech(
+            http.user_said(caller[2]), http.call_tool("update_reservation", {"party_size": 4}), agent[3]
+        ),
+        http.on_caller_speech(
+            http.user_said(caller[3]),
+            http.call_tool("confirm_reservation", {}),
+            http.say(lambda out: f"Booked. Your number is {out['booking_id']}."),
+        ),
+    )
+    # The VAD ends a turn after ~0.55 s of silence; each reply (15 ms of audio per character, at most ~1 s)
+    # follows within about a second: a 4 s pause lets it finish before the next utterance.
+    wav = speech_wav(caller, tmp_path / "caller.wav", pad_silence_s=4.0, lead_silence_s=4.0, tail_silence_s=90)
+    env = app_env(tmp_path, None, KEY) | {"HF_HUB_OFFLINE": "1"}  # the VAD ships in a wheel: nothing to download
+
+    with (
+        http.FakeOpenAIServer(script, api_key=KEY, ms_per_char=15, min_audio_ms=300, max_audio_ms=1200) as server,
+        AppProcess(APP, tmp_path, env | {"OPENAI_BASE_URL": server.base_url}) as app,
+        chromium_session(playwright, wav, tmp_path) as page,
+    ):
+        open_app(page, app.url)
+        assert page.locator(PIPELINE_CALL).is_hidden(), "both engines' call widgets show at once"
+        page.get_by_text("設定 / Settings").click()
+        page.get_by_label("パイプライン / Pipeline", exact=False).check()
+        page.wait_for_selector(f"{PIPELINE_CALL} {START_BUTTON}, {PIPELINE_CALL} {MIC_ACCESS_BUTTON}", timeout=10_000)
+        assert page.locator(CALL).is_hidden(), "the Realtime call widget still shows"
+        record_card(page)
+        start_output_meter(page)
+        call_started = page_time_ms(page)
+        start_call(page, root=PIPELINE_CALL)
+
+        wait_for_line(page, "bot", agent[0])
+        wait_for_output(page, threshold=LOUD, timeout_s=10, since_ms=call_started)
+
+        wait_for_line(page, "user", caller[0], timeout_s=30)
+        at, state = wait_for_card(page, lambda s: s["fields"]["guest_name"]["state"] == "filled", "the name")
+        assert fields_of(state)["guest_name"] == ("Suzuki", "filled") and state["status"] == "collecting"
+        wait_for_line(page, "bot", agent[1])
+
+        wait_for_line(page, "user", caller[1], timeout_s=30)
+        at, state = wait_for_card(page, lambda s: s["fields"]["date"]["state"] == "filled", "the date", since=at)
+        assert fields_of(state)["time"] == ("19:00", "filled") and fields_of(state)["party_size"] == ("", "missing")
+        assert [(p["code"], p["field"]) for p in state["problems"]] == [("party_too_large", "party_size")]
+        assert state["problems"][0]["visible"] and state["problems"][0]["text"] == "ご予約は1組4名様までです。"
+        wait_for_line(page, "bot", agent[2])
+
+        wait_for_line(page, "user", caller[2], timeout_s=30)
+        at, state = wait_for_card(page, lambda s: s["status"] == "ready", "ready to confirm", since=at)
+        assert fields_of(state)["party_size"] == ("4", "filled") and state["problems"] == []
+        wait_for_line(page, "bot", agent[3])
+
+        wait_for_line(page, "user", caller[3], timeout_s=30)
+        at, state = wait_for_card(page, lambda s: s["status"] == "confirmed", "the confirmation", since=at)
+        booking_id = state["booking_id"]["attr"]
+        assert BOOKING_ID.match(booking_id) and state["booking_id"]["visible"], state
+        lines = wait_for_line(page, "bot", f"Booked. Your number is {booking_id}.")
+
+        # Both sides in order, no notices, and the pipeline's own figures on the card.
+        assert lines == [
+            ("bot", agent[0]),
+            ("user", caller[0]),
+            ("bot", agent[1]),
+            ("user", caller[1]),
+            ("bot", agent[2]),
+            ("user", caller[2]),
+            ("bot", agent[3]),
+            ("user", caller[3]),
+            ("bot", f"Booked. Your number is {booking_id}."),
+        ], lines
+        assert not visible_messages(page, kinds=("error", "warning")), visible_messages(page)
+        stages = page.locator("#reservation-card .stages")
+        assert stages.is_visible(), describe(page)
+        transcript_ms, first_token_ms, first_audio_ms = map(int, stages.get_attribute("data-stages").split(","))
+        assert 0 <= transcript_ms <= first_token_ms <= first_audio_ms, (transcript_ms, first_token_ms, first_audio_ms)
+
+        snap(page, tmp_path, "pipeline-booking-confirmed")
+        end_call(page, root=PIPELINE_CALL)
+        no_traceback(page)
+        assert server.problems() == [], server.problems()
+        transcriptions = server.transcriptions()
+        assert len(transcriptions) == 4 and all(t["language"] == "ja" for t in transcriptions), transcriptions
+        assert all(s["voice"] == "marin" for s in server.speech_requests())  # the page's default voice
+        assert [out.name for out in server.tool_outputs()] == ["update_reservation"] * 3 + ["confirm_reservation"]
+        assert "Traceback" not in app.log_text(), app.log_tail()
+
+    with sqlite3.connect(tmp_path / "reservations.db") as db:
+        rows = db.execute("SELECT booking_id, guest_name, date, time, party_size FROM reservations").fetchall()
+    assert rows == [(booking_id, "Suzuki", day, "19:00", 4)]

@@ -6,7 +6,7 @@ runs) with uvicorn on a free localhost port in a background thread, and acts as 
 POST `/telephone/incoming`, follow the TwiML's `<Stream url>`, send `connected`/`start`/`media` (espeak-ng
 speech as 8 kHz mu-law, in real time)/`mark`/`stop`, and listen to the `media`, `clear` and `mark` that come
 back. The live feed is read as a browser's EventSource would, over HTTP. The last tests run the real entry
-points, `python app.py --server` and `--phone`, as subprocesses (see `entry_point`).
+points, `python app.py --server` and `--phone`, as subprocesses.
 """
 
 from __future__ import annotations
@@ -671,37 +671,6 @@ def test_the_feed_follows_a_browser_call_too(config, store, phone_env, via_ui) -
 # ---- the entry points: `python app.py --server` and `--phone` ------------------------------------------
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
-ENTRY_IMPORTS = "import sys\n\nfrom components.server import build_server, run_phone, serve\n"
-ENTRY_MAIN = """if __name__ == "__main__":
-    if "--server" in sys.argv or os.environ.get("VOICEBOT_SERVER") == "1":  # UI at /, phone line, offer, /outputs
-        serve(build_server(RealtimeHandler(config, store, settings), ui=demo, config=config, settings=settings))
-    elif "--phone" in sys.argv:  # a temporary phone number from fastrtc's FastPhone (needs HF_TOKEN)
-        run_phone(RealtimeHandler(config, store, settings), config=config, settings=settings)
-    else:
-        demo.launch()
-"""
-PLAIN_MAIN = 'if __name__ == "__main__":\n    demo.launch()\n'
-
-
-def entry_point(tmp_path: Path) -> Path:
-    """app.py itself once it has the `--server`/`--phone` lines; until then, app.py run with them added
-    in memory (a launcher that compiles the patched source under app.py's own name and folder)."""
-    source = APP.read_text(encoding="utf-8")
-    if "build_server" in source:
-        return APP
-    if PLAIN_MAIN not in source:
-        pytest.skip("app.py has neither the --server entry point nor the plain demo.launch() block to extend")
-    future = "from __future__ import annotations\n"
-    patched = source.replace(future, future + ENTRY_IMPORTS, 1).replace(PLAIN_MAIN, ENTRY_MAIN)
-    launcher = tmp_path / "app_entry.py"
-    launcher.write_text(
-        "import sys\n"
-        f"sys.path.insert(0, {str(APP.parent)!r})\n"
-        f"source = {patched!r}\n"
-        f"exec(compile(source, {str(APP)!r}, 'exec'), {{'__name__': '__main__', '__file__': {str(APP)!r}}})\n",
-        encoding="utf-8",
-    )
-    return launcher
 
 
 def test_python_app_py_server_serves_the_ui_the_phone_line_and_the_feed(config, tmp_path) -> None:
@@ -724,7 +693,7 @@ def test_python_app_py_server_serves_the_ui_the_phone_line_and_the_feed(config, 
             "TWILIO_AUTH_TOKEN": "",
             "PUBLIC_URL": "",
         }
-        with AppProcess(entry_point(tmp_path), tmp_path / "logs", env=env, args=("--server",)) as app:
+        with AppProcess(APP, tmp_path / "logs", env=env, args=("--server",)) as app:
             page = httpx.get(app.url, timeout=10)
             base = app.url.rstrip("/")
             caller, feed = asyncio.run(call(base, app.port))
@@ -743,7 +712,7 @@ def test_python_app_py_phone_without_a_hugging_face_token_says_what_to_do(tmp_pa
     env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "OPENAI_API_KEY")}
     env.update(HF_HOME=str(tmp_path / "hf"), HF_TOKEN_PATH=str(tmp_path / "hf" / "token"))
     done = subprocess.run(
-        [sys.executable, str(entry_point(tmp_path)), "--phone"],
+        [sys.executable, str(APP), "--phone"],
         cwd=APP.parent,
         env=env,
         capture_output=True,
