@@ -86,7 +86,9 @@ def bookable_day(config: RestaurantConfig, days_ahead: int = 7) -> str:
     return day.isoformat()
 
 
-def app_env(tmp_path: Path, server: FakeRealtimeServer | http.FakeOpenAIServer | None, key: str | None) -> dict[str, str]:
+def app_env(
+    tmp_path: Path, server: FakeRealtimeServer | http.FakeOpenAIServer | None, key: str | None
+) -> dict[str, str]:
     env = {"RESERVATIONS_DB": str(tmp_path / "reservations.db")}
     if server is not None:
         env["OPENAI_BASE_URL"] = server.base_url
@@ -168,7 +170,8 @@ def transcript(page: Page) -> list[tuple[str, str]]:
 def describe(page: Page) -> str:
     """What the page shows now, for a failure message."""
     return (
-        f"\ncalls: {call_state(page, CALL)} (realtime), {call_state(page, PIPELINE_CALL)} (pipeline)\ntoasts: {visible_messages(page)}\ncard: {card_now(page)}"
+        f"\ncalls: {call_state(page, CALL)} (realtime), {call_state(page, PIPELINE_CALL)} (pipeline)"
+        f"\ntoasts: {visible_messages(page)}\ncard: {card_now(page)}"
         f"\ntranscript: {json.dumps(transcript(page), ensure_ascii=False, indent=1)}"
     )
 
@@ -209,13 +212,13 @@ def fields_of(state: dict[str, Any]) -> dict[str, tuple[str, str]]:
     return {name: (field["value"], field["state"]) for name, field in state["fields"].items()}
 
 
-def press_record(page: Page) -> None:
+def press_record(page: Page, root: str = CALL) -> None:
     """Click record (after "Click to Access Microphone") without expecting the call to open."""
-    page.wait_for_selector(f"{CALL} {START_BUTTON}, {CALL} {MIC_ACCESS_BUTTON}", timeout=20_000)
-    access = page.locator(f"{CALL} {MIC_ACCESS_BUTTON}")
+    page.wait_for_selector(f"{root} {START_BUTTON}, {root} {MIC_ACCESS_BUTTON}", timeout=20_000)
+    access = page.locator(f"{root} {MIC_ACCESS_BUTTON}")
     if access.count():
         access.first.click()
-    page.locator(f"{CALL} {START_BUTTON}").first.click()
+    page.locator(f"{root} {START_BUTTON}").first.click()
 
 
 def wait_for_idle(page: Page, timeout_s: float = 20.0) -> None:
@@ -633,7 +636,7 @@ def test_phone_layout_fits_without_sideways_scrolling(tmp_path: Path, playwright
 
 
 # --------------------------------------------------------------------------------------------------------------
-# 6. The pipeline engine, picked in Settings
+# 6. The pipeline engine, picked in Settings, and one call limit for both engines
 # --------------------------------------------------------------------------------------------------------------
 
 
@@ -684,9 +687,7 @@ def test_a_whole_booking_with_the_pipeline_engine(tmp_path: Path, playwright: An
     ):
         open_app(page, app.url)
         assert page.locator(PIPELINE_CALL).is_hidden(), "both engines' call widgets show at once"
-        page.get_by_text("設定 / Settings").click()
-        page.get_by_label("パイプライン / Pipeline", exact=False).check()
-        page.wait_for_selector(f"{PIPELINE_CALL} {START_BUTTON}, {PIPELINE_CALL} {MIC_ACCESS_BUTTON}", timeout=10_000)
+        pick_engine(page, "パイプライン / Pipeline", PIPELINE_CALL)
         assert page.locator(CALL).is_hidden(), "the Realtime call widget still shows"
         record_card(page)
         start_output_meter(page)
@@ -750,3 +751,42 @@ def test_a_whole_booking_with_the_pipeline_engine(tmp_path: Path, playwright: An
     with sqlite3.connect(tmp_path / "reservations.db") as db:
         rows = db.execute("SELECT booking_id, guest_name, date, time, party_size FROM reservations").fetchall()
     assert rows == [(booking_id, "Suzuki", day, "19:00", 4)]
+
+
+def pick_engine(page: Page, label: str, root: str) -> None:
+    """Choose a voice engine in Settings (opening them if closed) and wait for its call widget."""
+    if not page.get_by_label(label, exact=False).is_visible():
+        page.get_by_text("設定 / Settings").click()
+    page.get_by_label(label, exact=False).check()
+    page.wait_for_selector(f"{root} {START_BUTTON}, {root} {MIC_ACCESS_BUTTON}", timeout=10_000)
+
+
+def test_calls_on_both_engines_share_one_limit(tmp_path: Path, playwright: Any) -> None:
+    wav = silence_wav(tmp_path / "silence.wav", seconds=60)
+    greeting = "Hello, this is AI-SHIFT."
+    with (
+        FakeRealtimeServer(Script(greet(greeting)), api_key=KEY, min_audio_ms=300) as server,
+        AppProcess(APP, tmp_path, app_env(tmp_path, server, KEY) | {"MAX_CONCURRENT_CALLS": "1"}) as app,
+        chromium_session(playwright, wav, tmp_path) as first,
+    ):
+        second = first.context.new_page()
+        open_app(first, app.url)
+        open_app(second, app.url)
+        start_call(first, root=CALL)
+        wait_for_line(first, "bot", greeting)
+
+        # The only line is in use: a call on the other engine is refused, with a message.
+        pick_engine(second, "パイプライン / Pipeline", PIPELINE_CALL)
+        press_record(second, PIPELINE_CALL)
+        wait_for_toast(second, "Too many concurrent connections")
+        settle_and_snap(second, tmp_path, "all-lines-busy")
+        assert call_state(second, PIPELINE_CALL) != "open"
+
+        # Once the first caller hangs up, the line is free again.
+        end_call(first, root=CALL)
+        pick_engine(second, "リアルタイム音声 / Realtime", CALL)
+        start_call(second, root=CALL)
+        wait_for_line(second, "bot", greeting)
+        end_call(second, root=CALL)
+        assert server.connection_count == 2
+        assert "Traceback" not in app.log_text(), app.log_tail()

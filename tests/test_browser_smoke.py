@@ -39,6 +39,7 @@ def browser_tools() -> None:
     """A missing browser is a broken test machine, not a reason to pass: `.ci/run` installs these."""
     assert have_browser_tools(), "needs Debian chromium (/usr/bin/chromium), espeak-ng and sox: see .ci/run"
 
+
 ECHO_APP = textwrap.dedent(
     '''
     """Throwaway echo app: hears the caller, reports what it heard, and plays it back at 24 kHz."""
