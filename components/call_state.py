@@ -110,9 +110,7 @@ class CallState:
         """A fresh JSON-able snapshot: safe to hand to another task while this state keeps changing."""
         return {
             "language": self.language,
-            "transcript": [
-                {"role": line.role, "text": line.text, "status": line.status} for line in self.lines
-            ],
+            "transcript": [{"role": line.role, "text": line.text, "status": line.status} for line in self.lines],
             "reservation": self.reservation,
             "turns": [vars(turn).copy() for turn in self.turns],
             "deadline": self.deadline,

@@ -55,9 +55,9 @@ from components.config import RestaurantConfig
 from components.messages import notice
 from components.playout import SAMPLE_RATE, Playout
 from components.prompt import goodbye_instruction, render_instructions, wrap_up_instruction
-from components.realtime_handler import GOODBYE_WAIT_S, TIME_WARNING_S, UI_PUSH_INTERVAL_S, CallEnded, CallOptions
+from components.realtime_handler import GOODBYE_WAIT_S, TIME_WARNING_S, UI_PUSH_INTERVAL_S, CallEnded
 from components.session import ReservationSession
-from components.settings import LANGUAGES, VOICES, AgentSettings
+from components.settings import AgentSettings, CallOptions
 from components.store import ReservationStore
 from components.tools import chat_tools, run_tool
 from components.vad import BARGE_IN_SPEECH_S, TELEPHONE_ALGO, TELEPHONE_VAD, SileroVAD
@@ -380,15 +380,10 @@ class PipelineHandler(ReplyOnPause):
 
     async def _call_options(self) -> CallOptions:
         """Language, voice and key: from the UI inputs on the web, from settings on the phone."""
-        language = voice = key = None
         if not self.phone_mode:
             await self.wait_for_args()
-            language, voice, key = ([None, None, None] + list(self.latest_args))[-3:]
-        return CallOptions(
-            language=language if language in LANGUAGES else self.config.default_language,
-            voice=voice if voice in VOICES else self.settings.voice,
-            api_key=(key or "").strip() or os.environ.get("OPENAI_API_KEY", "").strip() or None,
-        )
+        inputs = None if self.phone_mode else self.latest_args
+        return CallOptions.from_inputs(inputs, self.config.default_language, self.settings)
 
     # ---- one reply: what `ReplyOnPause` plays (event loop) -----------------------------------------
 

@@ -18,9 +18,7 @@ import asyncio
 import base64
 import json
 import logging
-import os
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -34,7 +32,7 @@ from components.messages import notice
 from components.playout import SAMPLE_RATE, Playout
 from components.prompt import goodbye_instruction, render_instructions, resume_note, wrap_up_instruction
 from components.session import ReservationSession
-from components.settings import LANGUAGES, VOICES, AgentSettings
+from components.settings import AgentSettings, CallOptions
 from components.store import ReservationStore
 from components.tools import realtime_tools, run_tool
 
@@ -62,15 +60,6 @@ class CallEnded(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
-
-
-@dataclass
-class CallOptions:
-    """Per-call choices from the UI (or defaults on the phone). The key is never shown or logged."""
-
-    language: str
-    voice: str
-    api_key: str | None = field(default=None, repr=False)
 
 
 class RealtimeHandler(AsyncStreamHandler):
@@ -163,16 +152,10 @@ class RealtimeHandler(AsyncStreamHandler):
 
     async def _call_options(self) -> CallOptions:
         """Language, voice and key: from the UI inputs on the web, from settings on the phone."""
-        language = voice = key = None
         if not self.phone_mode:
             await self.wait_for_args()
-            # The UI inputs are [call, language, voice, key]; fastrtc may put a marker before the call's id.
-            language, voice, key = ([None, None, None] + list(self.latest_args))[-3:]
-        return CallOptions(
-            language=language if language in LANGUAGES else self.config.default_language,
-            voice=voice if voice in VOICES else self.settings.voice,
-            api_key=(key or "").strip() or os.environ.get("OPENAI_API_KEY", "").strip() or None,
-        )
+        inputs = None if self.phone_mode else self.latest_args
+        return CallOptions.from_inputs(inputs, self.config.default_language, self.settings)
 
     def _session_config(self, resume: bool) -> dict[str, Any]:
         assert self._options is not None and self.session is not None

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 VOICES = ("marin", "cedar", "alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse")
 LANGUAGES = ("ja", "en")  # the caller's choice; the restaurant's default is in its config
@@ -62,4 +64,26 @@ class AgentSettings:
             idle_reprompt_ms=_int("IDLE_REPROMPT_MS", cls.idle_reprompt_ms, minimum=1000),
             response_timeout_s=_int("RESPONSE_TIMEOUT", cls.response_timeout_s, minimum=2),
             engine=_choice("VOICE_ENGINE", ENGINES, cls.engine),
+        )
+
+
+@dataclass
+class CallOptions:
+    """One call's choices: from the page's Settings on the web, the defaults on the phone. The key is never
+    shown or logged (`repr=False`)."""
+
+    language: str
+    voice: str
+    api_key: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_inputs(cls, inputs: Sequence[Any] | None, default_language: str, settings: AgentSettings) -> CallOptions:
+        """`inputs` are the call's UI inputs `[call, language, voice, key]` (fastrtc may put a marker before the
+        call's id), or None on the phone. A key typed in the page wins over the environment's `OPENAI_API_KEY`;
+        an unknown language or voice falls back to the default rather than failing the call."""
+        language, voice, key = ([None, None, None] + list(inputs or []))[-3:]
+        return cls(
+            language=language if language in LANGUAGES else default_language,
+            voice=voice if voice in VOICES else settings.voice,
+            api_key=(key or "").strip() or os.environ.get("OPENAI_API_KEY", "").strip() or None,
         )

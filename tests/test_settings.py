@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from components.settings import AgentSettings
+from components.settings import AgentSettings, CallOptions
 
 
 def test_defaults_and_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -36,3 +36,17 @@ def test_the_voice_engine_is_chosen_by_name(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("VOICE_ENGINE", "cascade")
     with pytest.raises(ValueError, match="VOICE_ENGINE must be one of realtime, pipeline"):
         AgentSettings.from_env()
+
+
+def test_a_calls_options_come_from_the_page_or_fall_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-from-the-space")
+    settings = AgentSettings(voice="cedar")
+    page = CallOptions.from_inputs(["__webrtc_value__", "call-id", "en", "sage", " sk-pasted "], "ja", settings)
+    assert (page.language, page.voice, page.api_key) == ("en", "sage", "sk-pasted")
+    assert "sk-pasted" not in repr(page)
+    odd = CallOptions.from_inputs(["call-id", "fr", "no-such-voice", ""], "ja", settings)
+    assert (odd.language, odd.voice, odd.api_key) == ("ja", "cedar", "sk-from-the-space")
+    phone = CallOptions.from_inputs(None, "ja", settings)
+    assert (phone.language, phone.voice, phone.api_key) == ("ja", "cedar", "sk-from-the-space")
+    monkeypatch.delenv("OPENAI_API_KEY")
+    assert CallOptions.from_inputs(None, "ja", settings).api_key is None
