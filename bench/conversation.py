@@ -1,0 +1,56 @@
+"""The one conversation every benchmark call has, shared by the fake model, the floor app and the callers.
+
+The app and the floor must be asked the same thing and answer with the same timing, or their difference
+would not be our overhead. So the script lives here once: a greeting, then `rounds` times a question that
+gets a long answer, an interruption spoken over that answer (barge-in), and a short answer to it.
+
+The "model" (the fake Realtime server for the app, the floor's own handler for the floor) waits `THINK_S`
+before its first audio and detects speech like the fake's server VAD: 20 ms windows at or above
+`VAD_THRESHOLD_DBFS`, `SPEECH_START_MS` of them to start, `SILENCE_MS` of quiet to end a turn (the
+app's session asks for 500 ms too).
+"""
+
+from __future__ import annotations
+
+from tests.fake_realtime import Script, greet, on_caller_speech, pause, say, user_said
+
+KEY = "sk-bench-not-a-real-key"
+"""The dummy OpenAI key the app is given and the fake accepts."""
+
+THINK_S = 0.4
+"""The model's think time: from the end of the caller's turn (or `response.create`) to its first audio."""
+PACE = 0.25
+"""The fake sends audio four times faster than real time, as the real API streams ahead of playback."""
+
+GREETING_MS = 1500
+LONG_ANSWER_MS = 8000
+SHORT_ANSWER_MS = 2000
+
+VAD_THRESHOLD_DBFS = -45.0
+SPEECH_START_MS = 60
+SILENCE_MS = 500
+
+QUESTION = "Which tables do you have free on Friday evening"
+INTERRUPTION = "Thank you that is enough for me"
+BARGE_AFTER_S = 1.5
+"""How much of the long answer the caller hears before talking over it."""
+
+LONG_TEXT = "On Friday evening we have a table for two at six, a table for four at seven, and more. " * 2
+SHORT_TEXT = "Of course. Shall I book seven o'clock?"
+GREETING_TEXT = "Hello, this is AI-SHIFT. How can I help?"
+
+
+def answer_lengths_ms(rounds: int) -> list[int]:
+    """The audio length of each answer, in the order the caller's turns get them (greeting not included)."""
+    return [LONG_ANSWER_MS, SHORT_ANSWER_MS] * rounds
+
+
+def fake_script(rounds: int) -> Script:
+    """The fake Realtime server's side of the conversation, per connection."""
+    turns = [greet(pause(THINK_S), say(GREETING_TEXT, audio_ms=GREETING_MS))]
+    for _ in range(rounds):
+        turns.append(on_caller_speech(user_said(QUESTION), pause(THINK_S), say(LONG_TEXT, audio_ms=LONG_ANSWER_MS)))
+        turns.append(
+            on_caller_speech(user_said(INTERRUPTION), pause(THINK_S), say(SHORT_TEXT, audio_ms=SHORT_ANSWER_MS))
+        )
+    return Script(*turns)
