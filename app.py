@@ -16,7 +16,7 @@ from fastrtc import WebRTC
 from components.config import load_config
 from components.pipeline_handler import PipelineHandler
 from components.realtime_handler import RealtimeHandler
-from components.server import build_server, run_phone, serve, share_call_limit
+from components.server import build_server, freeze_startup_heap, run_phone, serve, share_call_limit
 from components.settings import ENGINES, VOICES, AgentSettings
 from components.store import ReservationStore
 from components.turn import missing_turn_warning, rtc_configuration
@@ -156,4 +156,5 @@ if __name__ == "__main__":
         serve(build_server(phone_handler, ui=demo, config=config, settings=settings))
     else:
         share_call_limit(demo, settings.max_concurrent_calls)
+        freeze_startup_heap()
         demo.launch()

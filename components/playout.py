@@ -75,7 +75,8 @@ class Playout:
         if not self._pending:
             self._arrived.clear()
             try:
-                await asyncio.wait_for(self._arrived.wait(), timeout)
+                async with asyncio.timeout(timeout):  # no task per wait, unlike `wait_for`: this runs per frame
+                    await self._arrived.wait()
             except TimeoutError:
                 return None
             if not self._pending:

@@ -45,7 +45,7 @@ LEGACY_EVENTS = {
     "response.audio_transcript.done": "response.output_audio_transcript.done",
 }
 MAX_RECONNECTS = 2
-UI_PUSH_INTERVAL_S = 0.1
+UI_PUSH_INTERVAL_S = 0.25  # transcript and card updates: live to a reader, yet few enough to leave audio alone
 TIME_WARNING_S = 30
 GOODBYE_WAIT_S = 10.0
 
@@ -123,7 +123,9 @@ class RealtimeHandler(AsyncStreamHandler):
         if conn is None or self._close_message is not None:
             return
         try:
-            await conn.input_audio_buffer.append(audio=base64.b64encode(frame[1].tobytes()).decode("ascii"))
+            # 50 times a second per call: the SDK's typed `input_audio_buffer.append` costs more than the audio
+            audio = base64.b64encode(frame[1].tobytes()).decode("ascii")
+            await conn.send_raw(json.dumps({"type": "input_audio_buffer.append", "audio": audio}))
         except ConnectionClosed:
             pass  # the conversation loop sees the drop and handles it
 
@@ -234,8 +236,9 @@ class RealtimeHandler(AsyncStreamHandler):
             await self._create_response()
             while True:
                 timeout = self.settings.response_timeout_s if self._awaiting_server else None
-                try:
-                    raw = await asyncio.wait_for(conn.recv_bytes(), timeout)
+                try:  # `asyncio.timeout`, not `wait_for`: that makes a task per event, which lags under load
+                    async with asyncio.timeout(timeout):
+                        raw = await conn.recv_bytes()
                 except TimeoutError:
                     self._system(notice("stalled"))
                     raise ConnectionLost("stalled") from None
