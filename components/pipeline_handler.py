@@ -585,14 +585,7 @@ class PipelineHandler(ReplyOnPause):
         results = []
         for call in assistant["tool_calls"]:
             name, arguments = call["function"]["name"], call["function"]["arguments"]
-            try:
-                result = await asyncio.to_thread(run_tool, self.session, name, arguments)
-            except Exception as failure:  # a broken tool must cost one answer, never the call
-                log.exception("tool %s failed", name)
-                result = {
-                    "reservation": self.session.snapshot()["reservation"],
-                    "problems": [{"field": None, "code": "tool_failed", "message": str(failure)}],
-                }
+            result = await asyncio.to_thread(run_tool, self.session, name, arguments)  # problems, never raises
             results.append(
                 {"role": "tool", "tool_call_id": call["id"], "content": json.dumps(result, ensure_ascii=False)}
             )

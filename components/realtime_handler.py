@@ -338,14 +338,7 @@ class RealtimeHandler(AsyncStreamHandler):
     async def _on_tool_call(self, item: dict[str, Any]) -> None:
         assert self.session is not None
         name, arguments = item.get("name", ""), item.get("arguments")
-        try:
-            result = await asyncio.to_thread(run_tool, self.session, name, arguments)
-        except Exception as failure:  # a broken tool must cost one answer, never the call
-            log.exception("tool %s failed", name)
-            result = {
-                "reservation": self.session.snapshot()["reservation"],
-                "problems": [{"field": None, "code": "tool_failed", "message": str(failure)}],
-            }
+        result = await asyncio.to_thread(run_tool, self.session, name, arguments)  # problems, never raises
         self.state.reservation = self.session.snapshot()
         self._changed()
         await self._conn.conversation.item.create(
