@@ -134,7 +134,7 @@ with gr.Blocks(
             inputs=[call, language, voice, api_key],
             outputs=[call],
             concurrency_limit=settings.max_concurrent_calls,
-            time_limit=settings.call_time_limit_s + 15,  # backstop: the handler ends the call politely first
+            time_limit=settings.hard_time_limit_s,
         )
         # Each call streams its updates for as long as it lasts, so this event must not share one queue slot.
         call.on_additional_outputs(

@@ -54,7 +54,6 @@ HANGUP_MARK = "hangup"
 PLAYOUT_MARGIN_S = 0.3  # network and jitter-buffer delay between our send and the caller's ear
 HANGUP_GRACE_S = 2.0  # beyond the audio still playing, how long to wait for Twilio to echo the hang-up mark
 HANGUP_WAIT_MAX_S = 10.0
-HARD_LIMIT_EXTRA_S = 15  # the handler ends a call politely at the time limit; this is the backstop
 RESERVATION_TTL_S = 30.0  # from the webhook's answer to the media stream's `start`
 MAX_MEDIA_PAYLOAD = 16_000  # base64 characters: Twilio sends 20 ms (160 bytes) per message
 
@@ -385,7 +384,7 @@ class PhoneCall(WebSocketHandler):
     async def _supervise(self) -> None:
         """End the call if the handler crashes, and at the hard time limit if the handler did not end it."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.line.settings.call_time_limit_s + HARD_LIMIT_EXTRA_S
+        deadline = loop.time() + self.line.settings.hard_time_limit_s
         while self.start_up_task is None and loop.time() < deadline:
             await asyncio.sleep(0.05)
         task = self.start_up_task

@@ -304,7 +304,7 @@ class VoicebotStream(Stream):
             modality="audio",
             mode="send-receive",
             concurrency_limit=settings.max_concurrent_calls,
-            time_limit=settings.call_time_limit_s + 15,  # backstop: the handler ends the call politely first
+            time_limit=settings.hard_time_limit_s,
             rtc_configuration=rtc_configuration,
             server_rtc_configuration=server_rtc_configuration,
             verbose=False,
@@ -426,10 +426,14 @@ class VoicebotStream(Stream):
 def share_call_limit(ui: gr.Blocks, limit: int) -> CallLimiter:
     """One limit for all the calls of a page served by `demo.launch()` (whatever engine each one uses)."""
     limiter = CallLimiter(limit)
-    for block in ui.blocks.values():
-        if isinstance(block, WebRTC):
-            limiter.guard(block)
+    for component in webrtc_components(ui):
+        limiter.guard(component)
     return limiter
+
+
+def webrtc_components(ui: gr.Blocks | None) -> list[WebRTC]:
+    """The call widgets of a page (one per voice engine on ours)."""
+    return [block for block in (ui.blocks.values() if ui is not None else ()) if isinstance(block, WebRTC)]
 
 
 def warm_up_resampler() -> None:
@@ -468,7 +472,7 @@ def build_stream(
     **options: Any,
 ) -> VoicebotStream:
     """The Stream for `handler`; a UI's WebRTC components share its limit, feed and WebRTC configuration."""
-    components = [block for block in (ui.blocks.values() if ui is not None else ()) if isinstance(block, WebRTC)]
+    components = webrtc_components(ui)
     if components:
         options.setdefault("rtc_configuration", components[0].rtc_configuration)
     stream = VoicebotStream(handler, config=config, settings=settings, **options)

@@ -53,6 +53,12 @@ class AgentSettings:
     response_timeout_s: int = 20
     engine: str = "realtime"
 
+    @property
+    def hard_time_limit_s(self) -> int:
+        """When transport cuts a call off: the handler ends it politely at `call_time_limit_s` (a goodbye that
+        may still be playing), so this backstop only catches a call the handler could not end."""
+        return self.call_time_limit_s + 15
+
     @classmethod
     def from_env(cls) -> AgentSettings:
         return cls(

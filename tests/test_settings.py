@@ -16,6 +16,7 @@ def test_defaults_and_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_REALTIME_MODEL", "gpt-realtime-mini")
     settings = AgentSettings.from_env()
     assert (settings.call_time_limit_s, settings.max_concurrent_calls, settings.model) == (120, 3, "gpt-realtime-mini")
+    assert settings.hard_time_limit_s > settings.call_time_limit_s  # the polite ending comes before the cut-off
 
 
 @pytest.mark.parametrize(
