@@ -13,14 +13,15 @@ from pathlib import Path
 import gradio as gr
 from fastrtc import WebRTC
 
-from components.config import load_config
-from components.pipeline_handler import PipelineHandler
-from components.realtime_handler import RealtimeHandler
-from components.server import build_server, freeze_startup_heap, run_phone, serve, share_call_limit
+from components.engines.pipeline.handler import PipelineHandler
+from components.engines.realtime import RealtimeHandler
+from components.phone.limits import share_call_limit
+from components.phone.server import build_server, freeze_startup_heap, run_phone, serve
+from components.restaurant.config import load_config
+from components.restaurant.store import ReservationStore
 from components.settings import ENGINES, VOICES, AgentSettings
-from components.store import ReservationStore
-from components.turn import missing_turn_warning, rtc_configuration
-from components.ui import card_html, chat_messages
+from components.web.render import card_html, chat_messages
+from components.web.turn import missing_turn_warning, rtc_configuration
 
 ASSETS = Path(__file__).parent / "assets"
 

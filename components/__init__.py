@@ -1,1 +1,3 @@
-"""The voicebot's parts: the restaurant domain (config, rules, store, tools, prompt) and the voice transport."""
+"""The voicebot's parts, by concern: the restaurant scenario, the engine-independent call, the two voice engines,
+and the ways in (the web page and the phone line/server). Deployment settings from the environment in `settings`.
+"""

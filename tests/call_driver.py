@@ -4,7 +4,9 @@ fastrtc gives a handler microphone frames through `receive`, pulls `emit` in a l
 returns at real time, forwards `AdditionalOutputs` to the UI, ends on `CloseStream`, and hands the handler
 a `clear_queue` callback for barge-in. `CallDriver` does exactly that and records what a caller and the
 screen would get: audio (with timestamps, to see when the agent goes quiet), views, closing messages and
-the data-channel messages (errors and warnings) the browser would show.
+the data-channel messages (errors and warnings) the browser would show. `PauseCallDriver` does the same for a
+`ReplyOnPause` handler, whose sync methods fastrtc calls from worker threads, and `telephone` makes the
+caller's voice sound as it does over a phone line.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from fastrtc import AdditionalOutputs, CloseStream
 from tests.speech import speech_pcm
 
 RATE = 24_000
-FRAME = RATE // 50  # 20 ms, as WebRTC delivers it
 
 
 @dataclass
@@ -59,7 +60,7 @@ class CallDriver:
         self.handler._clear_queue = self._clear_queue
         self.handler.set_channel(self.channel)
         self._tasks = [
-            asyncio.create_task(self.handler.start_up()),
+            asyncio.create_task(self._start_up()),
             asyncio.create_task(self._player()),
             asyncio.create_task(self._microphone()),
         ]
@@ -74,9 +75,22 @@ class CallDriver:
     def _clear_queue(self) -> None:
         self.cleared += 1
 
+    # fastrtc's calls into the handler (an async handler's, on the event loop)
+    async def _start_up(self) -> None:
+        await self.handler.start_up()
+
+    async def _emit(self) -> Any:
+        return await self.handler.emit()
+
+    async def _receive(self, frame: tuple[int, np.ndarray]) -> None:
+        await self.handler.receive(frame)
+
+    def _speech(self, text: str, rate: int) -> np.ndarray:
+        return speech_pcm(text, rate)
+
     async def _player(self) -> None:
         while self.closed is None:
-            out = await self.handler.emit()
+            out = await self._emit()
             if isinstance(out, AdditionalOutputs):
                 self.views.append(out.args[0])
             elif isinstance(out, CloseStream):
@@ -88,23 +102,26 @@ class CallDriver:
                 self.heard.append(Heard(time.monotonic(), pcm.size, rms))
 
     async def _microphone(self) -> None:
-        """A live microphone: 20 ms frames in real time, silence unless the caller is talking."""
-        silence = np.zeros((1, FRAME), dtype=np.int16)
+        """A live microphone at the handler's input rate: 20 ms frames in real time, silence between words."""
+        rate = self.handler.input_sample_rate
+        frame = rate // 50
+        silence = np.zeros((1, frame), dtype=np.int16)
         next_at = time.monotonic()
         while True:
-            frame = self._mic.popleft() if self._mic else silence
-            await self.handler.receive((RATE, frame))
-            next_at += FRAME / RATE
+            chunk = self._mic.popleft() if self._mic else silence
+            await self._receive((rate, chunk))
+            next_at += frame / rate
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
 
     # ---- what the caller does --------------------------------------------------------------------------
 
     async def say(self, text: str) -> None:
         """Speak `text` (espeak-ng) into the microphone and return once it has all been sent."""
-        pcm = speech_pcm(text, RATE)
-        pad = (-pcm.size) % FRAME
-        frames = np.concatenate([pcm, np.zeros(pad, dtype=np.int16)]).reshape(-1, 1, FRAME)
-        self._mic.extend(frames)
+        rate = self.handler.input_sample_rate
+        frame = rate // 50
+        pcm = self._speech(text, rate)
+        pad = (-pcm.size) % frame
+        self._mic.extend(np.concatenate([pcm, np.zeros(pad, dtype=np.int16)]).reshape(-1, 1, frame))
         while self._mic:
             await asyncio.sleep(0.02)
 
@@ -159,3 +176,34 @@ class CallDriver:
 
     def audible_ms(self, since: float = 0.0, threshold: float = 100.0) -> float:
         return sum(h.samples for h in self.heard if h.at >= since and h.rms > threshold) * 1000 / RATE
+
+
+def telephone(pcm: np.ndarray, rate: int) -> np.ndarray:
+    """What a phone line does to speech: 8 kHz, 8-bit mu-law, then back up to `rate` (as fastrtc resamples it)."""
+    x = pcm.astype(np.float64) / 32768.0
+    x8 = x[: x.size // 2 * 2].reshape(-1, 2).mean(axis=1) if rate == 16_000 else x
+    mu = 255.0
+    coded = np.round(np.sign(x8) * np.log1p(mu * np.abs(x8)) / np.log1p(mu) * 127) / 127
+    decoded = np.sign(coded) * ((1 + mu) ** np.abs(coded) - 1) / mu
+    back = np.interp(np.arange(decoded.size * 2) / 2, np.arange(decoded.size), decoded)
+    return np.clip(back * 32768.0, -32768, 32767).astype(np.int16)
+
+
+@dataclass
+class PauseCallDriver(CallDriver):
+    """`CallDriver` for a `ReplyOnPause` handler: fastrtc calls its sync methods from worker threads."""
+
+    phone_line: bool = False  # the caller's voice arrives over a phone line
+
+    async def _start_up(self) -> None:
+        await asyncio.to_thread(self.handler.start_up)
+
+    async def _emit(self) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(None, self.handler.emit)
+
+    async def _receive(self, frame: tuple[int, np.ndarray]) -> None:
+        await asyncio.to_thread(self.handler.receive, frame)
+
+    def _speech(self, text: str, rate: int) -> np.ndarray:
+        pcm = speech_pcm(text, rate)
+        return telephone(pcm, rate) if self.phone_line else pcm

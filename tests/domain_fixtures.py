@@ -10,10 +10,10 @@ import datetime as dt
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from components.config import DEFAULT_CONFIG_PATH, RestaurantConfig, load_config
-from components.rules import Reservation
-from components.session import ReservationSession
-from components.store import BookingRefused, ReservationStore
+from components.restaurant.config import DEFAULT_CONFIG_PATH, RestaurantConfig, load_config
+from components.restaurant.fields import Reservation
+from components.restaurant.session import ReservationSession
+from components.restaurant.store import BookingRefused, ReservationStore
 
 JST = ZoneInfo("Asia/Tokyo")
 ID_PATTERN = r"^AS-[A-Z2-9]{4}$"
@@ -22,6 +22,14 @@ ID_PATTERN = r"^AS-[A-Z2-9]{4}$"
 def jst(year: int, month: int, day: int, hour: int = 12, minute: int = 0) -> dt.datetime:
     """An aware datetime on the restaurant's wall clock."""
     return dt.datetime(year, month, day, hour, minute, tzinfo=JST)
+
+
+def bookable_day(config: RestaurantConfig, days_ahead: int = 7) -> str:
+    """A date a week or so ahead that is not in a closed period, in the restaurant's time zone."""
+    day = dt.datetime.now(config.tz).date() + dt.timedelta(days=days_ahead)
+    while any(period.contains(day) for period in config.closed_periods) or day.weekday() in config.closed_weekdays:
+        day += dt.timedelta(days=1)
+    return day.isoformat()
 
 
 def write_config(directory: Path, replacements: dict[str, str]) -> Path:

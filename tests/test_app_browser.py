@@ -18,7 +18,6 @@ These tests never skip: a machine without Chromium, espeak-ng or sox is a broken
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import re
 import sqlite3
@@ -31,7 +30,7 @@ import pytest
 from playwright.sync_api import Page, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from components.config import RestaurantConfig, load_config
+from components.restaurant.config import load_config
 from tests import fake_openai_http as http
 from tests.browser import (
     MIC_ACCESS_BUTTON,
@@ -53,6 +52,7 @@ from tests.browser import (
     visible_messages,
     wait_for_output,
 )
+from tests.domain_fixtures import bookable_day
 from tests.fake_realtime import FakeRealtimeServer, Script, call_tool, greet, on_caller_speech, say, user_said
 
 pytestmark = pytest.mark.timeout(180)
@@ -76,14 +76,6 @@ def _browser_tools() -> None:
 def playwright() -> Iterator[Any]:
     with sync_playwright() as pw:
         yield pw
-
-
-def bookable_day(config: RestaurantConfig, days_ahead: int = 7) -> str:
-    """A date a week or so ahead that is not in a closed period, in the restaurant's time zone."""
-    day = dt.datetime.now(config.tz).date() + dt.timedelta(days=days_ahead)
-    while any(period.contains(day) for period in config.closed_periods) or day.weekday() in config.closed_weekdays:
-        day += dt.timedelta(days=1)
-    return day.isoformat()
 
 
 def app_env(

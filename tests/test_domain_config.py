@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from components.config import DEFAULT_CONFIG_PATH, PROJECT_ROOT, ClosedPeriod, Localized, load_config
-from components.prompt import render_instructions
-from components.rules import Code, Reservation, opening, validate_reservation
+from components.restaurant.config import DEFAULT_CONFIG_PATH, PROJECT_ROOT, ClosedPeriod, Localized, load_config
+from components.restaurant.fields import Reservation
+from components.restaurant.problems import Code
+from components.restaurant.prompt import render_instructions
+from components.restaurant.rules import opening, validate_reservation
 from tests.domain_fixtures import jst, write_config
 
 

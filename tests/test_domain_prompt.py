@@ -6,9 +6,9 @@ import datetime as dt
 
 import pytest
 
-from components.config import DEFAULT_CONFIG_PATH, load_config
-from components.prompt import render_instructions
-from components.tools import TOOL_NAMES
+from components.restaurant.config import DEFAULT_CONFIG_PATH, load_config
+from components.restaurant.prompt import render_instructions
+from components.restaurant.tools import TOOL_NAMES
 from tests.domain_fixtures import jst
 
 CONFIG = load_config(DEFAULT_CONFIG_PATH)

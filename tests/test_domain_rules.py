@@ -8,18 +8,14 @@ import datetime as dt
 import holidays
 import pytest
 
-from components.config import DEFAULT_CONFIG_PATH, load_config
-from components.rules import (
-    FIELDS,
-    Code,
-    FieldError,
-    Problem,
-    Reservation,
+from components.restaurant.config import DEFAULT_CONFIG_PATH, load_config
+from components.restaurant.fields import FIELDS, Reservation, normalize_field
+from components.restaurant.problems import Code, FieldError, Problem
+from components.restaurant.rules import (
     alternatives,
     bookable_times,
     booking_window,
     is_public_holiday,
-    normalize_field,
     opening,
     validate_reservation,
 )

@@ -11,10 +11,11 @@ import threading
 
 import pytest
 
-from components import store as store_module
-from components.config import DEFAULT_CONFIG_PATH, PROJECT_ROOT, load_config
-from components.rules import Code, Reservation
-from components.store import ID_ALPHABET, BookingRefused, ReservationStore
+from components.restaurant import store as store_module
+from components.restaurant.config import DEFAULT_CONFIG_PATH, PROJECT_ROOT, load_config
+from components.restaurant.fields import Reservation
+from components.restaurant.problems import Code
+from components.restaurant.store import ID_ALPHABET, BookingRefused, ReservationStore
 from tests.domain_fixtures import ID_PATTERN, booking, jst, race_to_book
 
 CONFIG = load_config(DEFAULT_CONFIG_PATH)

@@ -8,9 +8,9 @@ import re
 
 import pytest
 
-from components.config import DEFAULT_CONFIG_PATH, load_config
-from components.rules import FIELDS
-from components.tools import TOOL_NAMES, chat_tools, realtime_tools, run_tool
+from components.restaurant.config import DEFAULT_CONFIG_PATH, load_config
+from components.restaurant.fields import FIELDS
+from components.restaurant.tools import TOOL_NAMES, chat_tools, realtime_tools, run_tool
 from tests.domain_fixtures import ID_PATTERN, booking, jst, make_session
 
 NOW = jst(2026, 4, 20, 9, 0)  # Monday

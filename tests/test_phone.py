@@ -1,7 +1,7 @@
 """The phone line and the server, called the way Twilio calls them: webhooks over HTTP, Media Streams over a
 WebSocket, with the scripted Realtime fake playing the model.
 
-Each test starts the real FastAPI app (`components.server.build_server`, the app `python app.py --server`
+Each test starts the real FastAPI app (`components.phone.server.build_server`, the app `python app.py --server`
 runs) with uvicorn on a free localhost port in a background thread, and acts as Twilio (`twilio_caller`):
 POST `/telephone/incoming`, follow the TwiML's `<Stream url>`, send `connected`/`start`/`media` (espeak-ng
 speech as 8 kHz mu-law, in real time)/`mark`/`stop`, and listen to the `media`, `clear` and `mark` that come
@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import datetime as dt
 import json
 import os
 import socket
@@ -31,13 +30,13 @@ import uvicorn
 from fastapi import FastAPI
 from fastrtc import WebRTC
 
-from components.config import RestaurantConfig, load_config
-from components.prompt import goodbye_instruction
-from components.realtime_handler import RealtimeHandler
-from components.server import build_server
+from components.engines.realtime import RealtimeHandler
+from components.phone.server import build_server
+from components.restaurant.config import RestaurantConfig, load_config
+from components.restaurant.prompt import goodbye_instruction
+from components.restaurant.store import ReservationStore
 from components.settings import VOICES, AgentSettings
-from components.store import ReservationStore
-from tests.domain_fixtures import write_config
+from tests.domain_fixtures import bookable_day, write_config
 from tests.fake_realtime import (
     FakeRealtimeServer,
     Script,
@@ -147,13 +146,6 @@ def running_server(
     app = build_server(handler, ui=small_ui(handler, agent), config=config, settings=agent, feed_wait_s=2.0)
     with ServerThread(app) as server:
         yield server
-
-
-def bookable_day(config: RestaurantConfig, days_ahead: int = 7) -> str:
-    day = dt.datetime.now(config.tz).date() + dt.timedelta(days=days_ahead)
-    while any(period.contains(day) for period in config.closed_periods) or day.weekday() in config.closed_weekdays:
-        day += dt.timedelta(days=1)
-    return day.isoformat()
 
 
 class FeedReader:

@@ -11,18 +11,17 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
-from fastrtc import AdditionalOutputs, CloseStream
 
-from components.config import RestaurantConfig, load_config
-from components.pipeline_handler import INPUT_RATE, PipelineHandler, PipelineSettings
+from components.engines.pipeline.handler import INPUT_RATE, PipelineHandler
+from components.engines.pipeline.settings import PipelineSettings
+from components.restaurant.config import RestaurantConfig, load_config
+from components.restaurant.store import ReservationStore
 from components.settings import AgentSettings
-from components.store import ReservationStore
-from tests.call_driver import RATE, CallDriver, Heard
+from tests.call_driver import PauseCallDriver
+from tests.domain_fixtures import bookable_day
 from tests.fake_openai_http import (
     FakeOpenAIServer,
     Script,
@@ -36,77 +35,9 @@ from tests.fake_openai_http import (
     say,
     user_said,
 )
-from tests.speech import speech_pcm
-from tests.test_realtime_handler import bookable_day
 
 KEY = "sk-test-pipeline"
 pytestmark = pytest.mark.timeout(120)
-
-
-def telephone(pcm: np.ndarray, rate: int) -> np.ndarray:
-    """What a phone line does to speech: 8 kHz, 8-bit mu-law, then back up to `rate` (as fastrtc resamples it)."""
-    x = pcm.astype(np.float64) / 32768.0
-    x8 = x[: x.size // 2 * 2].reshape(-1, 2).mean(axis=1) if rate == 16_000 else x
-    mu = 255.0
-    coded = np.round(np.sign(x8) * np.log1p(mu * np.abs(x8)) / np.log1p(mu) * 127) / 127
-    decoded = np.sign(coded) * ((1 + mu) ** np.abs(coded) - 1) / mu
-    back = np.interp(np.arange(decoded.size * 2) / 2, np.arange(decoded.size), decoded)
-    return np.clip(back * 32768.0, -32768, 32767).astype(np.int16)
-
-
-@dataclass
-class PauseCallDriver(CallDriver):
-    """`CallDriver` for a `ReplyOnPause` handler: fastrtc calls its sync methods from worker threads."""
-
-    phone_line: bool = False  # the caller's voice arrives over a phone line
-
-    async def __aenter__(self) -> PauseCallDriver:
-        self.handler._loop = asyncio.get_running_loop()
-        self.handler._clear_queue = self._clear_queue
-        self.handler.set_channel(self.channel)
-        self._tasks = [
-            asyncio.create_task(asyncio.to_thread(self.handler.start_up)),
-            asyncio.create_task(self._player()),
-            asyncio.create_task(self._microphone()),
-        ]
-        return self
-
-    async def _player(self) -> None:
-        loop = asyncio.get_running_loop()
-        while self.closed is None:
-            out = await loop.run_in_executor(None, self.handler.emit)
-            if isinstance(out, AdditionalOutputs):
-                self.views.append(out.args[0])
-            elif isinstance(out, CloseStream):
-                self.closed = out.msg
-            elif out is not None:
-                rate, pcm = out
-                assert rate == RATE and pcm.dtype == np.int16
-                rms = float(np.sqrt(np.mean(pcm.astype(np.float64) ** 2))) if pcm.size else 0.0
-                self.heard.append(Heard(time.monotonic(), pcm.size, rms))
-
-    async def _microphone(self) -> None:
-        """A live microphone at the handler's input rate: 20 ms frames in real time, silence between words."""
-        rate = self.handler.input_sample_rate
-        frame = rate // 50
-        silence = np.zeros((1, frame), dtype=np.int16)
-        next_at = time.monotonic()
-        while True:
-            chunk = self._mic.popleft() if self._mic else silence
-            await asyncio.to_thread(self.handler.receive, (rate, chunk))
-            next_at += frame / rate
-            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
-
-    async def say(self, text: str) -> None:
-        rate = self.handler.input_sample_rate
-        frame = rate // 50
-        pcm = speech_pcm(text, rate)
-        if self.phone_line:
-            pcm = telephone(pcm, rate)
-        pad = (-pcm.size) % frame
-        self._mic.extend(np.concatenate([pcm, np.zeros(pad, dtype=np.int16)]).reshape(-1, 1, frame))
-        while self._mic:
-            await asyncio.sleep(0.02)
 
 
 @pytest.fixture

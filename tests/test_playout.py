@@ -7,7 +7,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from components.playout import Playout
+from components.engines.playout import Playout
 
 
 class Clock:

@@ -8,18 +8,18 @@ what the handler showed and played.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 import sqlite3
 from pathlib import Path
 
 import pytest
 
-from components.config import RestaurantConfig, load_config
-from components.realtime_handler import RealtimeHandler
+from components.engines.realtime import RealtimeHandler
+from components.restaurant.config import RestaurantConfig, load_config
+from components.restaurant.store import ReservationStore
 from components.settings import AgentSettings
-from components.store import ReservationStore
 from tests.call_driver import CallDriver
+from tests.domain_fixtures import bookable_day
 from tests.fake_realtime import (
     FakeRealtimeServer,
     Script,
@@ -46,14 +46,6 @@ def config() -> RestaurantConfig:
 @pytest.fixture
 def store(tmp_path: Path) -> ReservationStore:
     return ReservationStore(tmp_path / "reservations.db")
-
-
-def bookable_day(config: RestaurantConfig, days_ahead: int = 7) -> str:
-    """A date a week or so ahead that is not in a closed period, in the restaurant's time zone."""
-    day = dt.datetime.now(config.tz).date() + dt.timedelta(days=days_ahead)
-    while any(period.contains(day) for period in config.closed_periods) or day.weekday() in config.closed_weekdays:
-        day += dt.timedelta(days=1)
-    return day.isoformat()
 
 
 def run_call(

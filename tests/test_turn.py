@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from components.turn import TurnUnavailable, missing_turn_warning, rtc_configuration, turn_provider
+from components.web.turn import TurnUnavailable, missing_turn_warning, rtc_configuration, turn_provider
 
 
 @pytest.fixture(autouse=True)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from components.call_state import CallState
-from components.ui import card_html, chat_messages
+from components.call.state import CallState
+from components.web.render import card_html, chat_messages
 
 
 def field(html: str, name: str) -> tuple[str, str]:

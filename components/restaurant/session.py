@@ -19,25 +19,11 @@ import datetime as dt
 import threading
 from collections.abc import Callable, Iterable, Mapping
 
-from components.config import RestaurantConfig, language_code
-from components.rules import (
-    FIELDS,
-    SLOT_CODES,
-    Code,
-    FieldError,
-    Problem,
-    Reservation,
-    alternatives,
-    bookable_times,
-    booking_window,
-    format_time,
-    missing_field,
-    normalize_field,
-    opening,
-    unknown_field,
-    validate_reservation,
-)
-from components.store import BookingRefused, ReservationStore
+from components.restaurant.config import RestaurantConfig, language_code
+from components.restaurant.fields import FIELDS, Reservation, format_time, missing_field, normalize_field, unknown_field
+from components.restaurant.problems import SLOT_CODES, Code, FieldError, Problem
+from components.restaurant.rules import alternatives, bookable_times, booking_window, opening, validate_reservation
+from components.restaurant.store import BookingRefused, ReservationStore
 
 COLLECTING, READY, CONFIRMED = "collecting", "ready", "confirmed"
 CHECK_FIELDS = ("date", "time", "party_size")

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from components.config import ClosedPeriod, OpeningHours, RestaurantConfig, language_code
-from components.rules import closure, format_time, is_public_holiday, last_seating, local_now
+from components.restaurant.config import ClosedPeriod, OpeningHours, RestaurantConfig, language_code
+from components.restaurant.fields import format_time
+from components.restaurant.rules import closure, is_public_holiday, last_seating, local_now
 
 CALENDAR_DAYS = 14
 

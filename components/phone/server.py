@@ -3,7 +3,7 @@
 `build_server` mounts a fastrtc `Stream` for the voice handler and the app's Gradio UI on one FastAPI app:
 
     POST /telephone/incoming    Twilio's voice webhook: TwiML that greets and connects a Media Stream
-    WS   /telephone/handler     the Media Stream (8 kHz mu-law both ways), see `components.phone`
+    WS   /telephone/handler     the Media Stream (8 kHz mu-law both ways), see `components.phone.media`
     POST /telephone/ended       where Twilio goes when the stream ends (`<Connect action>`)
     POST /webrtc/offer          fastrtc's WebRTC offer, for a custom page (language/voice optional)
     WS   /websocket/offer       fastrtc's raw WebSocket audio route: closed (`not_supported`), see `websocket_offer`
@@ -22,14 +22,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import json
 import logging
 import os
-import secrets
-import threading
-import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import gradio as gr
@@ -37,20 +32,17 @@ from fastapi import APIRouter, FastAPI, Query, Request, WebSocket
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastrtc import AdditionalOutputs, AsyncStreamHandler, Stream, WebRTC
 from fastrtc.stream import Body
-from fastrtc.webrtc_connection_mixin import WebRTCConnectionMixin
 from pydantic import Field
 
-from components.config import RestaurantConfig
-from components.phone import RESERVATION_TTL_S, SID, PhoneLine
+from components.phone.feed import CallFeed
+from components.phone.limits import CallLimiter, webrtc_components
+from components.phone.twilio import SID, PhoneLine
+from components.restaurant.config import RestaurantConfig
 from components.settings import LANGUAGES, VOICES, AgentSettings
 
 log = logging.getLogger(__name__)
 
 FEED_WAIT_S = 10.0  # how long `/outputs` waits for a call that has not started yet
-KEEPALIVE_S = 15.0
-KEEP_ENDED_S = 300.0  # an ended call's last view stays available this long
-FEED_IDLE_S = 3600.0
-MAX_FEEDS = 500
 MAX_SUBSCRIBERS = 20  # per call
 
 NO_HF_TOKEN = """\
@@ -66,210 +58,6 @@ number's voice webhook at https://<your-address>/telephone/incoming (see the REA
 """
 
 
-# ---- the live feed -------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Feed:
-    view: Any = None
-    version: int = 0
-    updated: float = field(default_factory=time.monotonic)
-    closed_at: float | None = None
-    waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = field(default_factory=set)
-
-
-def _payload(outputs: Any) -> Any:
-    """The JSON of one `AdditionalOutputs`: its single argument (our handler's view dict), else the list."""
-    if isinstance(outputs, AdditionalOutputs):
-        return outputs.args[0] if len(outputs.args) == 1 else list(outputs.args)
-    return outputs
-
-
-class CallFeed:
-    """The latest view of every live call, for any number of followers (`/outputs`).
-
-    fastrtc keeps one queue per call that a single reader drains; a dashboard next to the UI would steal the
-    UI's updates. Here each follower gets every view that is newer than the last it got: views are complete
-    snapshots, so one that is slow to read skips straight to the newest. Thread-safe.
-    """
-
-    def __init__(self, keep_ended_s: float = KEEP_ENDED_S, max_feeds: int = MAX_FEEDS) -> None:
-        self.keep_ended_s = keep_ended_s
-        self.max_feeds = max_feeds
-        self._feeds: dict[str, _Feed] = {}
-        self._lock = threading.Lock()
-
-    def open(self, call_id: str) -> None:
-        with self._lock:
-            self._prune()
-            self._feeds.setdefault(call_id, _Feed())
-
-    def publish(self, call_id: str, outputs: Any) -> None:
-        view = _payload(outputs)
-        with self._lock:
-            feed = self._feeds.get(call_id)
-            if feed is None:
-                self._prune()
-                feed = self._feeds[call_id] = _Feed()
-            feed.view, feed.version, feed.updated = view, feed.version + 1, time.monotonic()
-            self._notify(feed)
-
-    def publisher(self, call_id: str) -> Callable[[AdditionalOutputs], None]:
-        return lambda outputs: self.publish(call_id, outputs)
-
-    def close(self, call_id: str) -> None:
-        with self._lock:
-            feed = self._feeds.get(call_id)
-            if feed is not None and feed.closed_at is None:
-                feed.closed_at = time.monotonic()
-                self._notify(feed)
-
-    def known(self, call_id: str) -> bool:
-        with self._lock:
-            return call_id in self._feeds
-
-    async def wait_known(self, call_id: str, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while not self.known(call_id):
-            if time.monotonic() >= deadline:
-                return False
-            await asyncio.sleep(0.1)
-        return True
-
-    async def events(self, call_id: str, keepalive_s: float = KEEPALIVE_S) -> AsyncIterator[str]:
-        """Server-sent events: `data: <view JSON>` per update, `event: end` when the call is over."""
-        waiter = (asyncio.get_running_loop(), asyncio.Event())
-        with self._lock:
-            feed = self._feeds.get(call_id)
-            if feed is None:
-                return
-            feed.waiters.add(waiter)
-        seen = 0
-        try:
-            yield f"retry: {int(keepalive_s * 1000)}\n\n"
-            while True:
-                waiter[1].clear()
-                with self._lock:
-                    version, view, closed = feed.version, feed.view, feed.closed_at is not None
-                if version != seen and view is not None:
-                    seen = version
-                    yield f"data: {json.dumps(view, ensure_ascii=False, separators=(',', ':'), default=str)}\n\n"
-                if closed:
-                    yield "event: end\ndata: {}\n\n"
-                    return
-                try:
-                    await asyncio.wait_for(waiter[1].wait(), keepalive_s)
-                except TimeoutError:
-                    yield ": keepalive\n\n"
-        finally:
-            with self._lock:
-                feed.waiters.discard(waiter)
-
-    def subscribers(self, call_id: str) -> int:
-        with self._lock:
-            feed = self._feeds.get(call_id)
-            return len(feed.waiters) if feed else 0
-
-    @staticmethod
-    def _notify(feed: _Feed) -> None:
-        for loop, event in list(feed.waiters):
-            try:
-                loop.call_soon_threadsafe(event.set)
-            except RuntimeError:  # that follower's loop is gone
-                feed.waiters.discard((loop, event))
-
-    def _prune(self) -> None:
-        now = time.monotonic()
-        for call_id, feed in list(self._feeds.items()):
-            ended = feed.closed_at is not None and now - feed.closed_at > self.keep_ended_s
-            if (ended or now - feed.updated > FEED_IDLE_S) and not feed.waiters:
-                del self._feeds[call_id]
-        if len(self._feeds) >= self.max_feeds:
-            oldest = sorted(self._feeds, key=lambda key: (self._feeds[key].closed_at is None, self._feeds[key].updated))
-            for call_id in oldest[: len(self._feeds) - self.max_feeds + 1]:
-                del self._feeds[call_id]
-
-
-# ---- one limit for every call --------------------------------------------------------------------------
-
-
-class CallLimiter:
-    """Counts browser calls (fastrtc's peer connections, UI and offer route) and phone calls against one limit.
-
-    A phone call holds its slot from the webhook's answer (a reservation, redeemed by the media stream's
-    `start` with the token the TwiML carried) to its end, so a browser cannot take it in between.
-    """
-
-    def __init__(self, limit: int, reservation_ttl_s: float = RESERVATION_TTL_S) -> None:
-        self.limit = limit
-        self.reservation_ttl_s = reservation_ttl_s
-        self._pools: list[WebRTCConnectionMixin] = []
-        self._phone: set[str] = set()
-        self._reserved: dict[str, tuple[float, str | None]] = {}  # token -> (expiry, CallSid)
-        self._lock = threading.Lock()
-
-    def watch(self, pool: WebRTCConnectionMixin) -> None:
-        self._pools.append(pool)
-
-    def active(self) -> int:
-        with self._lock:
-            now = time.monotonic()
-            for token, (expiry, _) in list(self._reserved.items()):
-                if expiry < now:
-                    del self._reserved[token]
-            return sum(len(pool.pcs) for pool in self._pools) + len(self._phone) + len(self._reserved)
-
-    def full(self) -> bool:
-        return self.active() >= self.limit
-
-    def reserve(self, call_sid: str | None) -> str | None:
-        if self.full():
-            return None
-        token = secrets.token_urlsafe(24)
-        with self._lock:
-            self._reserved[token] = (time.monotonic() + self.reservation_ttl_s, call_sid)
-        return token
-
-    def redeem(self, token: str, call_sid: str | None) -> bool:
-        with self._lock:
-            held = self._reserved.get(token)
-            if held is None or held[0] < time.monotonic() or (held[1] is not None and held[1] != call_sid):
-                return False
-            del self._reserved[token]
-            return True
-
-    def add_phone(self, stream_sid: str) -> None:
-        with self._lock:
-            self._phone.add(stream_sid)
-
-    def release_phone(self, stream_sid: str) -> None:
-        with self._lock:
-            self._phone.discard(stream_sid)
-
-    def guard(self, component: WebRTC) -> None:
-        """Count a UI's WebRTC component (which answers its own offers) and refuse its offers when all lines are
-        in use: fastrtc's own check counts one component at a time, and the page has one per voice engine."""
-        self.watch(component)
-        handle_offer = component.handle_offer
-
-        async def limited_offer(body: dict[str, Any], set_outputs: Callable) -> Any:
-            return self.refusal(component, body) or await handle_offer(body, set_outputs)
-
-        component.handle_offer = limited_offer
-
-    def refusal(self, pool: WebRTCConnectionMixin, body: dict[str, Any]) -> JSONResponse | None:
-        """fastrtc's answer to a WebRTC offer when all lines are in use, or None to go ahead."""
-        if body.get("type") != "offer" or body.get("webrtc_id") in pool.pcs or not self.full():
-            return None
-        return JSONResponse(
-            status_code=200,
-            content={"status": "failed", "meta": {"error": "concurrency_limit_reached", "limit": self.limit}},
-        )
-
-
-# ---- the fastrtc Stream, with our routes -------------------------------------------------------------
-
-
 class OfferBody(Body):
     """fastrtc's offer body; `language` and `voice` are optional (the key is only ever the server's)."""
 
@@ -282,7 +70,7 @@ class VoicebotStream(Stream):
     """fastrtc's `Stream` for the voice handler, with the phone and the live feed done properly.
 
     Overrides (fastrtc's routes call these methods, so `mount`, and `fastphone`, serve ours):
-    `handle_incoming_call` / `telephone_handler` (see `components.phone`), `websocket_offer` (closed),
+    `handle_incoming_call` / `telephone_handler` (see `components.phone.twilio`), `websocket_offer` (closed),
     `offer` (default language and voice, since an API client has no UI inputs), `handle_offer` (the shared
     limit), `set_additional_outputs` and `clean_up` (the live feed). `attach` gives a Gradio UI's WebRTC
     component the same limit and feed.
@@ -421,19 +209,6 @@ class VoicebotStream(Stream):
 
         component.set_additional_outputs = outputs_to_ui_and_feed
         component.clean_up = clean_up_and_close
-
-
-def share_call_limit(ui: gr.Blocks, limit: int) -> CallLimiter:
-    """One limit for all the calls of a page served by `demo.launch()` (whatever engine each one uses)."""
-    limiter = CallLimiter(limit)
-    for component in webrtc_components(ui):
-        limiter.guard(component)
-    return limiter
-
-
-def webrtc_components(ui: gr.Blocks | None) -> list[WebRTC]:
-    """The call widgets of a page (one per voice engine on ours)."""
-    return [block for block in (ui.blocks.values() if ui is not None else ()) if isinstance(block, WebRTC)]
 
 
 def warm_up_resampler() -> None:

@@ -1,15 +1,14 @@
-"""The voice agent: a fastrtc stream handler that talks to the OpenAI Realtime API (GA interface).
+"""The Realtime engine: a fastrtc stream handler that talks to the OpenAI Realtime API (GA interface).
 
-Transport only: the restaurant (prompt, tools, rules, store) comes from the domain modules, so the same
-agent serves the browser (WebRTC) and the phone (Twilio Media Streams). What this module adds is the
-conversation mechanics a real call needs:
+One speech-to-speech session per call. The call itself (options, draft, screen, clock, ending) is the shared
+`Call`; this module holds only what the Realtime protocol needs:
 
 * audio both ways as mono int16 at 24 kHz, the agent's voice paced out in real time (see `playout`),
   so barge-in knows what the caller heard and tells the model (`conversation.item.truncate`);
-* a transcript in conversation order and the reservation card, sent to the UI as `AdditionalOutputs`;
-* tool calls run against the domain and answered with `function_call_output` + `response.create`;
-* honest failures: no key, a refused key, an `error` event, a dropped or silent connection, and the
-  call's time limit each end in a bilingual notice, with one reconnect that keeps the booking draft.
+* the Realtime events put in conversation order on the call's transcript, with per-response figures;
+* tool calls answered with `function_call_output` + `response.create`, one response at a time;
+* honest failures: a refused key, an `error` event, a dropped or silent connection each end in a bilingual
+  notice, with reconnects that keep the booking draft.
 """
 
 from __future__ import annotations
@@ -22,19 +21,19 @@ import time
 from typing import Any
 
 import numpy as np
-from fastrtc import AdditionalOutputs, AsyncStreamHandler, CloseStream
+from fastrtc import AsyncStreamHandler
 from openai import AsyncOpenAI
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from components.call_state import CallState, Turn
-from components.config import RestaurantConfig
-from components.messages import notice
-from components.playout import SAMPLE_RATE, Playout
-from components.prompt import goodbye_instruction, render_instructions, resume_note, wrap_up_instruction
-from components.session import ReservationSession
-from components.settings import AgentSettings, CallOptions
-from components.store import ReservationStore
-from components.tools import realtime_tools, run_tool
+from components.call.call import Call, CallEnded, ui_inputs
+from components.call.notices import notice
+from components.call.state import Turn
+from components.engines.playout import SAMPLE_RATE, Playout
+from components.restaurant.config import RestaurantConfig
+from components.restaurant.prompt import render_instructions, resume_note
+from components.restaurant.store import ReservationStore
+from components.restaurant.tools import realtime_tools
+from components.settings import AgentSettings
 
 log = logging.getLogger(__name__)
 
@@ -45,21 +44,10 @@ LEGACY_EVENTS = {
     "response.audio_transcript.done": "response.output_audio_transcript.done",
 }
 MAX_RECONNECTS = 2
-UI_PUSH_INTERVAL_S = 0.25  # transcript and card updates: live to a reader, yet few enough to leave audio alone
-TIME_WARNING_S = 30
-GOODBYE_WAIT_S = 10.0
 
 
 class ConnectionLost(Exception):
     """The Realtime connection dropped or went silent; a reconnect may help."""
-
-
-class CallEnded(Exception):
-    """The call cannot go on; `message` tells the person why."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 class RealtimeHandler(AsyncStreamHandler):
@@ -75,17 +63,11 @@ class RealtimeHandler(AsyncStreamHandler):
         self.config = config
         self.store = store
         self.settings = settings or AgentSettings.from_env()
-        self.state = CallState(language=config.default_language)
-        self.session: ReservationSession | None = None
+        self.call = Call(config, store, self.settings, voice=self, notify=self.send_message)
         self.playout = Playout()
         self._conn: Any = None
-        self._options: CallOptions | None = None
         self._instructions = ""
         self._shutting_down = False
-        self._close_message: str | None = None
-        self._closed = False
-        self._dirty = False
-        self._last_push = 0.0
         self._cut_items: set[str] = set()
         self._response_active = False
         self._tool_outputs_pending = False
@@ -93,7 +75,6 @@ class RealtimeHandler(AsyncStreamHandler):
         self._awaiting_server = False
         self._speech_stopped_at: float | None = None
         self._turn: Turn | None = None
-        self._clock_task: asyncio.Task | None = None
 
     def copy(self) -> RealtimeHandler:
         return RealtimeHandler(self.config, self.store, self.settings)
@@ -102,25 +83,16 @@ class RealtimeHandler(AsyncStreamHandler):
 
     async def start_up(self) -> None:
         try:
-            self._options = await self._call_options()
-            self.state.language = self._options.language
-            if not self._options.api_key:
-                raise CallEnded(notice("no_key"))
-            self.session = ReservationSession(self.config, self.store, language=self._options.language)
-            self.state.reservation = self.session.snapshot()
-            self.state.deadline = time.time() + self.settings.call_time_limit_s
-            self._changed()
-            self._clock_task = asyncio.create_task(self._watch_clock())
-            await self._converse()
+            if await self.call.begin(await ui_inputs(self)):
+                await self._converse()
         except CallEnded as ended:
-            await self._end(ended.message, error=True)
+            await self.call.end(ended.message, error=True)
         finally:
-            if self._clock_task is not None:
-                self._clock_task.cancel()
+            self.call.stop()
 
     async def receive(self, frame: tuple[int, np.ndarray]) -> None:
         conn = self._conn
-        if conn is None or self._close_message is not None:
+        if conn is None or self.call.close_message is not None:
             return
         try:
             # 50 times a second per call: the SDK's typed `input_audio_buffer.append` costs more than the audio
@@ -130,42 +102,50 @@ class RealtimeHandler(AsyncStreamHandler):
             pass  # the conversation loop sees the drop and handles it
 
     async def emit(self) -> Any:
-        if self._closed:
+        if self.call.closed:
             await asyncio.sleep(0.05)
             return None
-        now = time.monotonic()
-        if self._dirty and (now - self._last_push >= UI_PUSH_INTERVAL_S or self._close_message is not None):
-            self._dirty, self._last_push = False, now
-            return AdditionalOutputs(self.state.view())
-        if self._close_message is not None and not self.playout.speaking:
-            self._closed = True
-            return CloseStream(self._close_message)
+        if (out := self.call.output()) is not None:
+            return out
         chunk = await self.playout.next_chunk()
         return None if chunk is None else (SAMPLE_RATE, chunk)
 
     async def shutdown(self) -> None:
         self._shutting_down = True
-        if self._clock_task is not None:
-            self._clock_task.cancel()
+        self.call.stop()
         if self._conn is not None:
+            await self._conn.close()
+
+    # ---- the call's hooks (`Voice`) ----------------------------------------------------------------
+
+    async def say_now(self, instructions: str) -> bool:
+        """Ask the model to say something now, if connected; a drop is the conversation loop's to handle."""
+        if self._conn is None:
+            return False
+        try:
+            await self._create_response(instructions)
+        except ConnectionClosed:
+            return False
+        return True
+
+    def busy(self) -> bool:
+        return self._response_active or self.playout.speaking
+
+    async def hang_up(self) -> None:
+        self._response_active = False  # nothing more will come: only what is playing keeps the call open
+        if self._conn is not None:
+            self._shutting_down = True
             await self._conn.close()
 
     # ---- call set-up -------------------------------------------------------------------------------
 
-    async def _call_options(self) -> CallOptions:
-        """Language, voice and key: from the UI inputs on the web, from settings on the phone."""
-        if not self.phone_mode:
-            await self.wait_for_args()
-        inputs = None if self.phone_mode else self.latest_args
-        return CallOptions.from_inputs(inputs, self.config.default_language, self.settings)
-
     def _session_config(self, resume: bool) -> dict[str, Any]:
-        assert self._options is not None and self.session is not None
-        language = self._options.language
-        instructions = render_instructions(self.config, language)
+        options, session = self.call.options, self.call.session
+        assert options is not None and session is not None
+        instructions = render_instructions(self.config, options.language)
         if resume:
-            draft = json.dumps(self.session.snapshot()["reservation"], ensure_ascii=False)
-            instructions += "\n\n" + resume_note(language, draft)
+            draft = json.dumps(session.snapshot()["reservation"], ensure_ascii=False)
+            instructions += "\n\n" + resume_note(options.language, draft)
         self._instructions = instructions
         pcm = {"type": "audio/pcm", "rate": SAMPLE_RATE}
         return {
@@ -176,7 +156,7 @@ class RealtimeHandler(AsyncStreamHandler):
                 "input": {
                     "format": pcm,
                     "noise_reduction": {"type": "far_field" if self.phone_mode else "near_field"},
-                    "transcription": {"model": self.settings.transcription_model, "language": language},
+                    "transcription": {"model": self.settings.transcription_model, "language": options.language},
                     "turn_detection": {
                         "type": "server_vad",
                         "silence_duration_ms": 500,
@@ -186,7 +166,7 @@ class RealtimeHandler(AsyncStreamHandler):
                         "idle_timeout_ms": self.settings.idle_reprompt_ms,
                     },
                 },
-                "output": {"format": pcm, "voice": self._options.voice},
+                "output": {"format": pcm, "voice": options.voice},
             },
             "tools": realtime_tools(),
             "tool_choice": "auto",
@@ -196,21 +176,21 @@ class RealtimeHandler(AsyncStreamHandler):
 
     async def _converse(self) -> None:
         """Run the call over one connection, reconnecting (with the draft kept) when it drops."""
-        assert self._options is not None
-        client = AsyncOpenAI(api_key=self._options.api_key, max_retries=0)
+        assert self.call.options is not None
+        client = AsyncOpenAI(api_key=self.call.options.api_key, max_retries=0)
         reconnects = 0
         while not self._shutting_down:
             try:
                 await self._connection(client, resume=reconnects > 0)
                 return
             except ConnectionLost:
-                if self._shutting_down or self._close_message is not None:
+                if self._shutting_down or self.call.close_message is not None:
                     return
                 if reconnects >= MAX_RECONNECTS:
                     raise CallEnded(notice("connection_lost")) from None
                 reconnects += 1
                 self._reset_turn_state()
-                self._system(notice("reconnecting"))
+                self.call.system(notice("reconnecting"))
                 await asyncio.sleep(0.5 * reconnects)
 
     async def _connection(self, client: AsyncOpenAI, resume: bool) -> None:
@@ -232,7 +212,7 @@ class RealtimeHandler(AsyncStreamHandler):
         try:
             await conn.session.update(session=self._session_config(resume))
             if resume:
-                self._system(notice("reconnected"))
+                self.call.system(notice("reconnected"))
             await self._create_response()
             while True:
                 timeout = self.settings.response_timeout_s if self._awaiting_server else None
@@ -240,7 +220,7 @@ class RealtimeHandler(AsyncStreamHandler):
                     async with asyncio.timeout(timeout):
                         raw = await conn.recv_bytes()
                 except TimeoutError:
-                    self._system(notice("stalled"))
+                    self.call.system(notice("stalled"))
                     raise ConnectionLost("stalled") from None
                 await self._on_event(json.loads(raw))
         except ConnectionClosed as closed:
@@ -255,7 +235,7 @@ class RealtimeHandler(AsyncStreamHandler):
     def _reset_turn_state(self) -> None:
         cut = self.playout.clear()
         if cut is not None:
-            self.state.agent_cut(cut.item_id, cut.played_ms / max(1, cut.received_ms))
+            self.call.state.agent_cut(cut.item_id, cut.played_ms / max(1, cut.received_ms))
         if self._clear_queue is not None:
             self.clear_queue()
         self._response_active = self._tool_outputs_pending = self._awaiting_server = False
@@ -279,30 +259,30 @@ class RealtimeHandler(AsyncStreamHandler):
             self._on_audio(event)
         elif kind == "response.output_audio_transcript.delta":
             if event.get("item_id") not in self._cut_items:
-                self.state.agent_delta(event["item_id"], event.get("delta", ""))
-                self._changed()
+                self.call.state.agent_delta(event["item_id"], event.get("delta", ""))
+                self.call.changed()
         elif kind == "response.output_audio_transcript.done":
             if event.get("item_id") not in self._cut_items:
-                self.state.agent_done(event["item_id"], event.get("transcript"))
-                self._changed()
+                self.call.state.agent_done(event["item_id"], event.get("transcript"))
+                self.call.changed()
         elif kind == "input_audio_buffer.speech_started":
             await self._on_barge_in()
         elif kind == "input_audio_buffer.speech_stopped":
             self._speech_stopped_at = time.monotonic()
             self._awaiting_server = True
         elif kind == "input_audio_buffer.committed":
-            self.state.user_pending(event["item_id"])
-            self._changed()
+            self.call.state.user_pending(event["item_id"])
+            self.call.changed()
         elif kind == "conversation.item.input_audio_transcription.completed":
-            self.state.user_said(event["item_id"], event.get("transcript", ""))
-            self._changed()
+            self.call.state.user_said(event["item_id"], event.get("transcript", ""))
+            self.call.changed()
         elif kind == "conversation.item.input_audio_transcription.failed":
-            self.state.user_inaudible(event["item_id"])
-            self._changed()
+            self.call.state.user_inaudible(event["item_id"])
+            self.call.changed()
         elif kind == "response.created":
             self._response_active = True
             self._turn = Turn()
-            self.state.turns.append(self._turn)
+            self.call.state.turns.append(self._turn)
         elif kind == "response.output_item.done":
             item = event.get("item") or {}
             if item.get("type") == "function_call":
@@ -320,7 +300,7 @@ class RealtimeHandler(AsyncStreamHandler):
         if self._speech_stopped_at is not None and self._turn is not None:
             self._turn.latency_ms = round((time.monotonic() - self._speech_stopped_at) * 1000)
             self._speech_stopped_at = None
-            self._changed()
+            self.call.changed()
         self.playout.push(item_id, pcm)
 
     async def _on_barge_in(self) -> None:
@@ -331,16 +311,12 @@ class RealtimeHandler(AsyncStreamHandler):
         if cut is None:
             return
         self._cut_items.add(cut.item_id)
-        self.state.agent_cut(cut.item_id, cut.played_ms / max(1, cut.received_ms))
-        self._changed()
+        self.call.state.agent_cut(cut.item_id, cut.played_ms / max(1, cut.received_ms))
+        self.call.changed()
         await self._conn.conversation.item.truncate(item_id=cut.item_id, content_index=0, audio_end_ms=cut.played_ms)
 
     async def _on_tool_call(self, item: dict[str, Any]) -> None:
-        assert self.session is not None
-        name, arguments = item.get("name", ""), item.get("arguments")
-        result = await asyncio.to_thread(run_tool, self.session, name, arguments)  # problems, never raises
-        self.state.reservation = self.session.snapshot()
-        self._changed()
+        result = await self.call.run_tool(item.get("name", ""), item.get("arguments"))
         await self._conn.conversation.item.create(
             item={
                 "type": "function_call_output",
@@ -358,10 +334,10 @@ class RealtimeHandler(AsyncStreamHandler):
             self._turn.input_tokens = usage.get("input_tokens")
             self._turn.output_tokens = usage.get("output_tokens")
             self._turn.total_tokens = usage.get("total_tokens")
-            self._changed()
+            self.call.changed()
         if response.get("status") == "failed":
             error = (response.get("status_details") or {}).get("error") or {}
-            self._system(notice("service_error", detail=error.get("message") or error.get("code") or "failed"))
+            self.call.system(notice("service_error", detail=error.get("message") or error.get("code") or "failed"))
         if self._tool_outputs_pending:
             self._tool_outputs_pending = False
             await self._create_response()
@@ -375,49 +351,4 @@ class RealtimeHandler(AsyncStreamHandler):
         log.warning("Realtime error event: %s (%s)", error.get("code"), error.get("type"))
         if error.get("code") in ("response_cancel_not_active", "conversation_already_has_active_response"):
             return  # a harmless race between our requests and the server's own turn handling
-        self._system(notice("service_error", detail=detail))
-
-    # ---- time limit and ending ---------------------------------------------------------------------
-
-    async def _watch_clock(self) -> None:
-        """Warn, let the agent wrap up, then say goodbye and end when the call's time is up."""
-        limit = self.settings.call_time_limit_s
-        warn_after = max(limit - TIME_WARNING_S, limit * 2 / 3)  # a short call is not warned at its start
-        await asyncio.sleep(warn_after)
-        language = self.state.language
-        self._system(notice("time_warning", seconds=round(limit - warn_after)))
-        await self._ask(wrap_up_instruction(language))
-        await asyncio.sleep(limit - warn_after)
-        if await self._ask(goodbye_instruction(language)):
-            deadline = time.monotonic() + GOODBYE_WAIT_S
-            while (self._response_active or self.playout.speaking) and time.monotonic() < deadline:
-                await asyncio.sleep(0.1)
-        await self._end(notice("time_up"))
-
-    async def _ask(self, instructions: str) -> bool:
-        """Ask the model to say something now, if connected; a drop is the conversation loop's to handle."""
-        if self._conn is None:
-            return False
-        try:
-            await self._create_response(instructions)
-        except ConnectionClosed:
-            return False
-        return True
-
-    async def _end(self, message: str, error: bool = False) -> None:
-        """Tell the person why the call ends, let queued speech finish, then close the stream."""
-        self._system(message)
-        self.state.ended = True
-        self._changed()
-        await self.send_message(json.dumps({"type": "error" if error else "warning", "message": message}))
-        self._close_message = message
-        if self._conn is not None:
-            self._shutting_down = True
-            await self._conn.close()
-
-    def _system(self, text: str) -> None:
-        self.state.system(text)
-        self._changed()
-
-    def _changed(self) -> None:
-        self._dirty = True
+        self.call.system(notice("service_error", detail=detail))

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from components.messages import label
+from components.call.notices import label
 
 Role = Literal["user", "assistant", "system"]
 LineStatus = Literal["pending", "streaming", "final", "interrupted", "inaudible"]

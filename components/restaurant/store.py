@@ -3,7 +3,7 @@
 Several calls can run at once (threads in the Space, or several processes on
 one file), and two of them may race for the last table. :meth:`ReservationStore.book`
 therefore takes SQLite's write lock first (``BEGIN IMMEDIATE``), then reads the
-neighbouring bookings, re-runs :func:`components.rules.validate_reservation` and
+neighbouring bookings, re-runs :func:`components.restaurant.rules.validate_reservation` and
 inserts, all before committing; the loser of a race waits for the lock and then
 sees the winner's row. WAL journaling with ``synchronous=FULL`` means a
 committed booking survives a crash, and an uncommitted one leaves no trace.
@@ -23,8 +23,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from components.config import PROJECT_ROOT, RestaurantConfig
-from components.rules import Problem, Reservation, validate_reservation
+from components.restaurant.config import PROJECT_ROOT, RestaurantConfig
+from components.restaurant.fields import Reservation
+from components.restaurant.problems import Problem
+from components.restaurant.rules import validate_reservation
 
 DB_ENV_VAR = "RESERVATIONS_DB"
 DEFAULT_DB_PATH = PROJECT_ROOT / "data" / "reservations.db"

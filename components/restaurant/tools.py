@@ -20,8 +20,9 @@ import json
 import logging
 from collections.abc import Callable
 
-from components.rules import FIELDS, MAX_NAME_LENGTH, MAX_REQUESTS_LENGTH, Code, Problem
-from components.session import ReservationSession
+from components.restaurant.fields import FIELDS, MAX_NAME_LENGTH, MAX_REQUESTS_LENGTH
+from components.restaurant.problems import Code, Problem
+from components.restaurant.session import ReservationSession
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,223 @@
+"""The pipeline engine's side of the conversation: the model's history and its three OpenAI HTTP services.
+
+All through the official SDK, so `OPENAI_BASE_URL` can point at any OpenAI-compatible server:
+
+* **speech-to-text**: a caller turn as a WAV to `audio.transcriptions` (the call's language as a hint and the
+  agent's last words as context), added to the transcript and the history in turn order;
+* **the model**: `chat.completions` streamed with the booking tools; streamed tool-call deltas are put
+  together, run against the call's draft, answered, and the model is asked again until it speaks. Every tool
+  round is committed to the history even if the caller interrupts it, so the model always knows what the code
+  did;
+* **text-to-speech**: each finished sentence of a reply is synthesised while the model is still writing the
+  next one (`audio.speech`, streamed as 24 kHz PCM) into the playout.
+
+What the caller hears and when turns start or are cut is the handler's business, not this module's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import numpy as np
+import openai
+from openai import AsyncOpenAI
+
+from components.call.call import Call
+from components.engines.pipeline.reply import PipelineTurn, Reply, ms_since, wav
+from components.engines.pipeline.settings import PipelineSettings
+from components.engines.playout import Playout
+from components.restaurant.prompt import render_instructions
+from components.restaurant.tools import chat_tools
+
+PROMPT_CHARS = 200  # of the agent's last words, given to speech-to-text as context
+
+
+class Conversation:
+    """The model's history for one call, and the services that listen, think and speak."""
+
+    def __init__(
+        self,
+        client: AsyncOpenAI,
+        call: Call,
+        pipeline: PipelineSettings,
+        playout: Playout,
+        on_failure: Callable[[Exception], Awaitable[None]],
+    ) -> None:
+        assert call.options is not None
+        self.client = client
+        self.call = call
+        self.options = call.options
+        self.pipeline = pipeline
+        self.playout = playout
+        self.on_failure = on_failure  # a service failed: the handler decides whether the call goes on
+        self.instructions = render_instructions(call.config, self.options.language)
+        self.messages: list[dict[str, Any]] = []  # the conversation after the system prompt
+        self._commits: set[asyncio.Task] = set()  # work that must reach the history even if its turn is cut
+        self._last_transcript: asyncio.Task | None = None
+
+    # ---- speech-to-text ----------------------------------------------------------------------------
+
+    async def transcribe(self, number: int, pcm: np.ndarray, rate: int, started: float, figures: PipelineTurn) -> str:
+        """The caller's words, added to the transcript and the history in turn order; never raises."""
+        key = f"caller-{number}"
+        previous, self._last_transcript = self._last_transcript, asyncio.current_task()
+        self.call.state.user_pending(key)
+        self.call.changed()
+        text = ""
+        failure: Exception | None = None
+        try:
+            prompt = next((m["content"] for m in reversed(self.messages) if m["role"] == "assistant"), None)
+            options: dict[str, Any] = {"prompt": prompt[-PROMPT_CHARS:]} if isinstance(prompt, str) and prompt else {}
+            result = await self.client.audio.transcriptions.create(
+                model=self.call.settings.transcription_model,
+                file=("speech.wav", wav(pcm, rate), "audio/wav"),
+                language=self.options.language,
+                **options,
+            )
+            text = (getattr(result, "text", None) or "").strip()
+            figures.transcript_ms = ms_since(started)
+        except Exception as error:  # reported below, once the order of the transcript allows
+            failure = error
+        if previous is not None and not previous.done():
+            await asyncio.wait([previous])
+        if text:
+            self.call.state.user_said(key, text)
+            self.messages.append({"role": "user", "content": text})
+        else:
+            self.call.state.user_inaudible(key)
+        self.call.changed()
+        if failure is not None:
+            await self.on_failure(failure)
+        return text
+
+    # ---- the model ---------------------------------------------------------------------------------
+
+    async def respond(self, reply: Reply, figures: PipelineTurn, started: float, instruction: str | None) -> None:
+        """Stream the model's answer into `reply`, running its tool calls, until it has spoken."""
+        for round_number in range(1, self.pipeline.max_tool_rounds + 2):
+            await self._settle()
+            messages = [{"role": "system", "content": self.instructions}, *self.messages]
+            if instruction:
+                messages.append({"role": "system", "content": instruction})
+            stream = await self.client.chat.completions.create(
+                model=self.pipeline.chat_model,
+                messages=messages,  # type: ignore[arg-type]
+                tools=chat_tools(),  # type: ignore[arg-type]
+                tool_choice="auto" if round_number <= self.pipeline.max_tool_rounds else "none",
+                stream=True,
+                stream_options={"include_usage": True},
+                **self.pipeline.chat_options(),
+            )
+            text: list[str] = []
+            calls: dict[int, dict[str, str]] = {}
+            async for chunk in stream:
+                if chunk.usage is not None:
+                    _count_tokens(figures, chunk.usage)
+                for choice in chunk.choices:
+                    delta = choice.delta
+                    if delta.content:
+                        if figures.first_token_ms is None:
+                            figures.first_token_ms = ms_since(started)
+                        text.append(delta.content)
+                        reply.feed(delta.content)
+                    for call in delta.tool_calls or []:
+                        slot = calls.setdefault(call.index, {"id": "", "name": "", "arguments": ""})
+                        slot["id"] = call.id or slot["id"]
+                        if call.function is not None:
+                            slot["name"] += call.function.name or ""
+                            slot["arguments"] += call.function.arguments or ""
+            reply.flush()
+            spoken = "".join(text)
+            if not calls:
+                reply.history = {"role": "assistant", "content": spoken}
+                self.messages.append(reply.history)
+                return
+            tools = asyncio.create_task(self._run_tools(spoken, [calls[index] for index in sorted(calls)]))
+            self.commit(tools)
+            await asyncio.shield(tools)
+
+    async def _run_tools(self, spoken: str, calls: list[dict[str, str]]) -> None:
+        """Run one round of tool calls and add it, with the results, to the history (even if the turn is cut)."""
+        assistant: dict[str, Any] = {
+            "role": "assistant",
+            "content": spoken or None,
+            "tool_calls": [
+                {
+                    "id": call["id"] or f"call_{index}",
+                    "type": "function",
+                    "function": {"name": call["name"], "arguments": call["arguments"] or "{}"},
+                }
+                for index, call in enumerate(calls)
+            ],
+        }
+        results = []
+        for call in assistant["tool_calls"]:
+            result = await self.call.run_tool(call["function"]["name"], call["function"]["arguments"])
+            results.append(
+                {"role": "tool", "tool_call_id": call["id"], "content": json.dumps(result, ensure_ascii=False)}
+            )
+        self.messages.append(assistant)
+        self.messages.extend(results)
+
+    def keep_heard(self, reply: Reply) -> None:
+        """After a cut, the history holds what the caller heard of the reply, like Realtime's truncate."""
+        heard = reply.heard or ""
+        if reply.history is not None and reply.history in self.messages:
+            if heard:
+                reply.history["content"] = f"{heard}…"
+            else:
+                self.messages.remove(reply.history)
+        elif heard:
+            self.messages.append({"role": "assistant", "content": f"{heard}…"})
+
+    def commit(self, task: asyncio.Task) -> None:
+        """`task` must reach the history whatever happens to the turn that started it."""
+        self._commits.add(task)
+        task.add_done_callback(self._commits.discard)
+
+    async def _settle(self) -> None:
+        """Wait for earlier work (transcripts, tool rounds) to reach the history, so the model sees it in order."""
+        pending = [task for task in self._commits if task is not asyncio.current_task() and not task.done()]
+        if pending:
+            await asyncio.wait(pending)
+
+    # ---- text-to-speech ----------------------------------------------------------------------------
+
+    async def speak(self, reply: Reply, figures: PipelineTurn, started: float) -> None:
+        """Synthesise the reply's sentences in order into the playout, as the model writes them."""
+        while (sentence := await reply.queue.get()) is not None:
+            try:
+                async with self.client.audio.speech.with_streaming_response.create(
+                    model=self.pipeline.tts_model,
+                    voice=self.options.voice,
+                    input=sentence.text,
+                    response_format="pcm",
+                    **self.pipeline.speech_options(self.options.language),
+                ) as response:
+                    carry = b""
+                    async for data in response.iter_bytes():
+                        if figures.first_audio_ms is None:
+                            figures.first_audio_ms = ms_since(started)
+                        data = carry + data
+                        usable = len(data) - len(data) % 2
+                        carry = data[usable:]
+                        pcm = np.frombuffer(data[:usable], dtype=np.int16)
+                        sentence.received += pcm.size
+                        self.playout.push(sentence.item, pcm)
+            except openai.OpenAIError as error:
+                await self.on_failure(error)  # this sentence is shown, not spoken; the reply goes on
+            finally:
+                sentence.done = True
+            if self.call.close_message is not None:
+                return
+
+
+def _count_tokens(figures: PipelineTurn, usage: Any) -> None:
+    prompt = getattr(usage, "prompt_tokens", None) or 0
+    completion = getattr(usage, "completion_tokens", None) or 0
+    figures.input_tokens = (figures.input_tokens or 0) + prompt
+    figures.output_tokens = (figures.output_tokens or 0) + completion
+    figures.total_tokens = (figures.total_tokens or 0) + (getattr(usage, "total_tokens", None) or prompt + completion)

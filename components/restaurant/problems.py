@@ -1,0 +1,131 @@
+"""Why a booking or a tool call is refused: stable codes, and a short message for each in both languages.
+
+The model, the card and the tests all read the code; the message is rendered late, in the call's language,
+so a caller who switches language mid-call gets the next messages in the new one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from enum import StrEnum
+
+from components.restaurant.config import Localized
+
+
+class Code(StrEnum):
+    CLOSED_DAY = "closed_day"
+    OUTSIDE_HOURS = "outside_hours"
+    PARTY_TOO_LARGE = "party_too_large"
+    PARTY_TOO_SMALL = "party_too_small"
+    IN_PAST = "in_past"
+    TOO_FAR_AHEAD = "too_far_ahead"
+    INVALID_DATE = "invalid_date"
+    INVALID_TIME = "invalid_time"
+    NOT_ON_STEP = "not_on_step"
+    INVALID_PARTY_SIZE = "invalid_party_size"
+    INVALID_NAME = "invalid_name"
+    INVALID_REQUESTS = "invalid_requests"
+    FULLY_BOOKED = "fully_booked"
+    MISSING_FIELD = "missing_field"
+    INVALID_ARGUMENTS = "invalid_arguments"
+    UNKNOWN_FIELD = "unknown_field"
+    ALREADY_CONFIRMED = "already_confirmed"
+    NOT_READY = "not_ready"
+    UNKNOWN_TOOL = "unknown_tool"
+    INTERNAL_ERROR = "internal_error"
+
+
+# Codes meaning "you cannot start at that date/time": these come with nearby bookable alternatives.
+SLOT_CODES = frozenset(
+    {Code.CLOSED_DAY, Code.OUTSIDE_HOURS, Code.IN_PAST, Code.TOO_FAR_AHEAD, Code.NOT_ON_STEP, Code.FULLY_BOOKED}
+)
+
+_MESSAGES: dict[Code, Localized] = {
+    Code.CLOSED_DAY: Localized("{date}は{reason}のため休業日です。", "We are closed on {date} ({reason})."),
+    Code.OUTSIDE_HOURS: Localized(
+        "{date}のご予約は{open}から{last_seating}までのご来店で承ります（{close}閉店）。",
+        "On {date} bookings can start from {open} to {last_seating} (we close at {close}).",
+    ),
+    Code.PARTY_TOO_LARGE: Localized("ご予約は1組{max}名様までです。", "We seat at most {max} guests per booking."),
+    Code.PARTY_TOO_SMALL: Localized("ご予約は{min}名様から承ります。", "A booking is for at least {min} guest(s)."),
+    Code.IN_PAST: Localized("{when}はすでに過ぎています。", "{when} has already passed."),
+    Code.TOO_FAR_AHEAD: Localized(
+        "ご予約は{days}日先の{last_date}まで承ります。", "We take bookings up to {days} days ahead, until {last_date}."
+    ),
+    Code.INVALID_DATE: Localized(
+        "「{value}」は日付として読み取れません。YYYY-MM-DD形式でお願いします。",
+        "'{value}' is not a valid date; use YYYY-MM-DD.",
+    ),
+    Code.INVALID_TIME: Localized(
+        "「{value}」は時刻として読み取れません。24時間制のHH:MM形式でお願いします。",
+        "'{value}' is not a valid time; use 24-hour HH:MM.",
+    ),
+    Code.NOT_ON_STEP: Localized(
+        "ご来店時刻は{step}分単位で承ります（例: {example}）。",
+        "Bookings start on {step}-minute steps (for example {example}).",
+    ),
+    Code.INVALID_PARTY_SIZE: Localized(
+        "「{value}」は人数として読み取れません。数字でお願いします。",
+        "'{value}' is not a number of guests; use a whole number.",
+    ),
+    Code.INVALID_NAME: Localized(
+        "お名前を{max}文字以内でお伺いできますか。", "Please give a name of at most {max} characters."
+    ),
+    Code.INVALID_REQUESTS: Localized(
+        "ご要望は{max}文字以内の文章でお願いします。", "Requests must be text of at most {max} characters."
+    ),
+    Code.FULLY_BOOKED: Localized("{date} {time:%H:%M}は満席です。", "We are fully booked at {time:%H:%M} on {date}."),
+    Code.MISSING_FIELD: Localized("{label}をまだお伺いしていません。", "We still need the {label}."),
+    Code.INVALID_ARGUMENTS: Localized(
+        "ツールの引数を読み取れませんでした（{detail}）。", "The tool arguments could not be read ({detail})."
+    ),
+    Code.UNKNOWN_FIELD: Localized(
+        "「{name}」は予約の項目ではありません（項目: {fields}）。",
+        "'{name}' is not a reservation field (fields: {fields}).",
+    ),
+    Code.ALREADY_CONFIRMED: Localized(
+        "ご予約はすでに確定しています（予約番号 {booking_id}）。"
+        "変更や別のご予約は、お手数ですがもう一度お電話ください。",
+        "This booking is already confirmed (booking ID {booking_id}). "
+        "For changes or another booking, please call again.",
+    ),
+    Code.NOT_READY: Localized(
+        "まだご予約を確定できません。先にほかの問題を解決してください。",
+        "The booking cannot be confirmed yet; resolve the other problems first.",
+    ),
+    Code.UNKNOWN_TOOL: Localized(
+        "「{name}」というツールはありません（ツール: {tools}）。", "There is no tool named '{name}' (tools: {tools})."
+    ),
+    Code.INTERNAL_ERROR: Localized(
+        "システムで問題が発生しました。もう一度お試しください。", "Something went wrong on our side; please try again."
+    ),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """One reason a value or a reservation is not acceptable.
+
+    ``params`` fill the message templates; slot problems also carry the refused
+    ``date`` (and ``time`` when known) so callers can look for alternatives.
+    """
+
+    code: Code
+    field: str | None = None
+    params: Mapping[str, object] = dataclasses.field(default_factory=dict, hash=False)
+
+    def message(self, language: str) -> str:
+        values = {key: text.get(language) if isinstance(text, Localized) else text for key, text in self.params.items()}
+        return _MESSAGES[self.code].get(language).format(**values)
+
+    def to_dict(self, language: str) -> dict[str, str | None]:
+        return {"field": self.field, "code": self.code.value, "message": self.message(language)}
+
+
+class FieldError(ValueError):
+    """A raw field value that cannot be normalised; carries the problem to report."""
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(problem.code.value)
+        self.problem = problem

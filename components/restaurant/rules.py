@@ -1,0 +1,243 @@
+"""Booking rules as pure functions: the restaurant's calendar, validating a reservation, listing bookable times.
+
+The model never decides whether a booking is allowed; these functions do, from
+the restaurant config and an injected aware ``now``. Everything is computed in
+the restaurant's time zone, so "today" is the restaurant's today even when the
+server runs in UTC. Capacity is checked against the start times of existing
+bookings (restaurant-local wall-clock datetimes) which the caller reads from the
+store; :func:`validate_reservation` is the single validator used by both the
+per-call session (to report problems early) and the store (inside its booking
+transaction).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import functools
+from collections.abc import Iterable, Sequence
+
+import holidays
+
+from components.restaurant.config import Localized, OpeningHours, RestaurantConfig
+from components.restaurant.fields import FIELDS, Reservation, format_time, missing_field, normalize_field
+from components.restaurant.problems import Code, FieldError, Problem
+
+ALTERNATIVES_LIMIT = 3
+
+_REGULAR_HOLIDAY = Localized("定休日", "our regular day off")
+
+
+@dataclasses.dataclass(frozen=True)
+class Opening:
+    """One day's hours: the first and last allowed start (last seating) and closing time."""
+
+    open: dt.time
+    last_seating: dt.time
+    close: dt.time
+
+    def to_dict(self) -> dict[str, str]:
+        return {name: format_time(getattr(self, name)) for name in ("open", "last_seating", "close")}
+
+
+# ── calendar ─────────────────────────────────────────────────────────────────
+
+
+@functools.lru_cache(maxsize=64)
+def _holiday_calendar(country: str, year: int) -> holidays.HolidayBase:
+    return holidays.country_holidays(country, years=year)
+
+
+def is_public_holiday(day: dt.date, config: RestaurantConfig) -> bool:
+    """Public holidays, substitute holidays included, from the `holidays` package."""
+    return bool(config.public_holidays) and day in _holiday_calendar(config.public_holidays, day.year)
+
+
+def closure(day: dt.date, config: RestaurantConfig) -> Localized | None:
+    """Why the restaurant is closed all day on ``day``, or ``None`` when it opens."""
+    for period in config.closed_periods:
+        if period.contains(day):
+            return period.reason
+    return _REGULAR_HOLIDAY if day.weekday() in config.closed_weekdays else None
+
+
+def opening(day: dt.date, config: RestaurantConfig) -> Opening | None:
+    """The day's hours, or ``None`` on a closed day. Weekend hours apply on Saturdays, Sundays and public holidays."""
+    if closure(day, config):
+        return None
+    hours = config.weekend_hours if day.weekday() >= 5 or is_public_holiday(day, config) else config.weekday_hours
+    return Opening(hours.open, last_seating(hours, config), hours.close)
+
+
+def last_seating(hours: OpeningHours, config: RestaurantConfig) -> dt.time:
+    """The latest start time: ``last_seating_minutes`` before closing."""
+    close = dt.datetime.combine(dt.date.min, hours.close)
+    return (close - dt.timedelta(minutes=config.last_seating_minutes)).time()
+
+
+def local_now(config: RestaurantConfig, now: dt.datetime) -> dt.datetime:
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("now must be a timezone-aware datetime")
+    return now.astimezone(config.tz)
+
+
+def booking_window(config: RestaurantConfig, now: dt.datetime) -> tuple[dt.date, dt.date]:
+    """First and last bookable dates: the restaurant's today and today + ``max_days_ahead``."""
+    today = local_now(config, now).date()
+    return today, today + dt.timedelta(days=config.max_days_ahead)
+
+
+# ── validation ───────────────────────────────────────────────────────────────
+
+
+def validate_reservation(
+    reservation: Reservation,
+    config: RestaurantConfig,
+    now: dt.datetime,
+    existing: Sequence[dt.datetime] = (),
+    *,
+    partial: bool = False,
+) -> list[Problem]:
+    """Every problem of ``reservation`` at ``now``, given the start times of ``existing`` bookings.
+
+    ``partial`` skips the completeness check, for drafts still being collected.
+    Capacity is only checked once everything else about the slot is fine, so a
+    refused slot gets the most useful reason.
+    """
+    problems = [] if partial else [missing_field(name) for name in reservation.missing()]
+    values = {}
+    for name in FIELDS:
+        if getattr(reservation, name) is not None:
+            try:
+                values[name] = normalize_field(name, getattr(reservation, name))
+            except FieldError as error:
+                problems.append(error.problem)
+    party_size, day, moment = values.get("party_size"), values.get("date"), values.get("time")
+    if party_size is not None:
+        problems += _party_problems(party_size, config)
+    if moment is not None:
+        problems += _step_problems(moment, day, config)
+    if day is None:
+        return problems
+    day_problems = _day_problems(day, moment, config, now)
+    problems += day_problems
+    if moment is not None and not day_problems:
+        problems += _slot_problems(day, moment, config, now)
+        if not problems and not _fits(dt.datetime.combine(day, moment), existing, config):
+            problems.append(_slot(Code.FULLY_BOOKED, day, moment))
+    return problems
+
+
+def _slot(code: Code, day: dt.date, moment: dt.time | None, field: str = "time", **params: object) -> Problem:
+    return Problem(code, field, {"date": day, "time": moment, **params})
+
+
+def _party_problems(size: int, config: RestaurantConfig) -> list[Problem]:
+    if size > config.max_party_size:
+        return [Problem(Code.PARTY_TOO_LARGE, "party_size", {"max": config.max_party_size})]
+    if size < config.min_party_size:
+        return [Problem(Code.PARTY_TOO_SMALL, "party_size", {"min": config.min_party_size})]
+    return []
+
+
+def _step_problems(moment: dt.time, day: dt.date | None, config: RestaurantConfig) -> list[Problem]:
+    step = config.step_minutes * 60
+    seconds = (moment.hour * 60 + moment.minute) * 60 + moment.second
+    if seconds % step == 0:
+        return []
+    before = seconds - seconds % step
+    examples = [value for value in (before, before + step) if value < 24 * 3600]
+    example = ", ".join(format_time(dt.time(value // 3600, value // 60 % 60)) for value in examples)
+    params = {"step": config.step_minutes, "example": example}
+    return [Problem(Code.NOT_ON_STEP, "time", {**params, "date": day, "time": moment} if day else params)]
+
+
+def _day_problems(day: dt.date, moment: dt.time | None, config: RestaurantConfig, now: dt.datetime) -> list[Problem]:
+    today, last_day = booking_window(config, now)
+    if day < today:
+        return [_slot(Code.IN_PAST, day, moment, "date", when=day.isoformat())]
+    if day > last_day:
+        return [_slot(Code.TOO_FAR_AHEAD, day, moment, "date", days=config.max_days_ahead, last_date=last_day)]
+    reason = closure(day, config)
+    return [_slot(Code.CLOSED_DAY, day, moment, "date", reason=reason)] if reason else []
+
+
+def _slot_problems(day: dt.date, moment: dt.time, config: RestaurantConfig, now: dt.datetime) -> list[Problem]:
+    hours = opening(day, config)
+    if hours and not hours.open <= moment <= hours.last_seating:
+        return [_slot(Code.OUTSIDE_HOURS, day, moment, **hours.to_dict())]
+    if dt.datetime.combine(day, moment, tzinfo=config.tz) <= now:
+        return [_slot(Code.IN_PAST, day, moment, when=f"{day.isoformat()} {format_time(moment)}")]
+    return []
+
+
+def _fits(start: dt.datetime, existing: Iterable[dt.datetime], config: RestaurantConfig) -> bool:
+    """Whether a booking starting at ``start`` leaves at every instant of its stay fewer than ``tables`` tables in use.
+
+    Counting all overlapping bookings would over-refuse: two bookings that overlap
+    the new one but not each other need only one table between them. So this
+    sweeps the overlapping intervals, clipped to the new stay, and takes the peak.
+    """
+    stay = dt.timedelta(minutes=config.table_minutes)
+    end = start + stay
+    events = []
+    for other in existing:
+        if other < end and other + stay > start:
+            events += [(max(other, start), 1), (min(other + stay, end), -1)]
+    in_use = peak = 0
+    for _, change in sorted(events):  # at equal instants -1 sorts first: a table freed at 19:00 is free at 19:00
+        in_use += change
+        peak = max(peak, in_use)
+    return peak < config.tables
+
+
+# ── availability ─────────────────────────────────────────────────────────────
+
+
+def bookable_times(
+    day: dt.date, config: RestaurantConfig, now: dt.datetime, existing: Sequence[dt.datetime]
+) -> list[dt.time]:
+    """Start times on ``day`` a new booking could take right now (hours, past, horizon and capacity)."""
+    hours = opening(day, config)
+    if hours is None or _day_problems(day, None, config, now):
+        return []
+    step = config.step_minutes
+    first = -(-(hours.open.hour * 60 + hours.open.minute) // step) * step
+    last = hours.last_seating.hour * 60 + hours.last_seating.minute
+    nearby = [start for start in existing if abs(start.date() - day) <= dt.timedelta(days=1)]
+    times = []
+    for minute in range(first, last + 1, step):
+        moment = dt.time(minute // 60, minute % 60)
+        start = dt.datetime.combine(day, moment)
+        if start.replace(tzinfo=config.tz) > now and _fits(start, nearby, config):
+            times.append(moment)
+    return times
+
+
+def alternatives(
+    day: dt.date,
+    preferred: dt.time | None,
+    config: RestaurantConfig,
+    now: dt.datetime,
+    existing: Sequence[dt.datetime],
+    limit: int = ALTERNATIVES_LIMIT,
+) -> list[dict[str, str]]:
+    """Bookable slots closest to a refused one.
+
+    Up to ``limit`` start times on ``day`` nearest to ``preferred``; if ``day`` has
+    none, the nearest time on each of the next open days (the first time when
+    no time was asked for). Searches no further than the booking window.
+    """
+    today, last_day = booking_window(config, now)
+    target = preferred.hour * 60 + preferred.minute if preferred else 0
+    candidate = max(day, today)
+    found: list[dict[str, str]] = []
+    while candidate <= last_day and len(found) < limit:
+        times = bookable_times(candidate, config, now, existing)
+        nearest = sorted(times, key=lambda moment: (abs(moment.hour * 60 + moment.minute - target), moment))
+        if candidate == day and nearest:
+            return [{"date": day.isoformat(), "time": format_time(moment)} for moment in sorted(nearest[:limit])]
+        if nearest:
+            found.append({"date": candidate.isoformat(), "time": format_time(nearest[0])})
+        candidate += dt.timedelta(days=1)
+    return found
