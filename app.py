@@ -18,9 +18,10 @@ from components.engines.realtime import RealtimeHandler
 from components.phone.limits import share_call_limit
 from components.phone.server import build_server, freeze_startup_heap, run_phone, serve
 from components.restaurant.config import load_config
-from components.restaurant.store import ReservationStore
 from components.settings import ENGINES, VOICES, AgentSettings
+from components.store.reservations import ReservationStore
 from components.web.render import card_html, chat_messages
+from components.web.takeaway import booking_ics
 from components.web.turn import missing_turn_warning, rtc_configuration
 
 ASSETS = Path(__file__).parent / "assets"
@@ -33,10 +34,15 @@ has_env_key = bool(os.environ.get("OPENAI_API_KEY", "").strip())
 handlers = {"realtime": RealtimeHandler(config, store, settings), "pipeline": PipelineHandler(config, store, settings)}
 
 
-def show_call(view: dict) -> tuple[list[dict], str]:
-    """Turn the handler's view of the call into the transcript and the card."""
+def show_call(view: dict) -> tuple[list[dict], str, dict]:
+    """Turn the handler's view of the call into the transcript, the card and the booking's calendar file."""
     language = view.get("language", config.default_language)
-    return chat_messages(view), card_html(view, config.name(language), language)
+    ics = booking_ics(view, config)
+    return (
+        chat_messages(view),
+        card_html(view, config.name(language), language),
+        gr.update(value=ics, visible=bool(ics)),
+    )
 
 
 def engine_classes(engine: str, chosen: str) -> list[str]:
@@ -101,6 +107,9 @@ with gr.Blocks(
                         button_labels={"start": "録音して話す / Record", "stop": "通話を終了 / Hang up"},
                     )
             card = gr.HTML(idle_card(config.default_language), elem_id="reservation-card")
+            ics = gr.DownloadButton(
+                "📅 カレンダーに追加 / Add to calendar (.ics)", visible=False, size="sm", elem_id="booking-ics"
+            )
             with gr.Accordion("設定 / Settings", open=not has_env_key):
                 language = gr.Radio(
                     [("日本語", "ja"), ("English", "en")], value=config.default_language, label="言語 / Language"
@@ -139,7 +148,7 @@ with gr.Blocks(
         )
         # Each call streams its updates for as long as it lasts, so this event must not share one queue slot.
         call.on_additional_outputs(
-            show_call, outputs=[transcript, card], concurrency_limit=None, show_progress="hidden"
+            show_call, outputs=[transcript, card, ics], concurrency_limit=None, show_progress="hidden"
         )
     language.change(idle_card, inputs=[language], outputs=[card], queue=False)
     engine_choice.change(

@@ -7,13 +7,16 @@ import this module without pytest and test modules need no conftest.
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 from pathlib import Path
 from zoneinfo import ZoneInfo
+
+import psycopg
 
 from components.restaurant.config import DEFAULT_CONFIG_PATH, RestaurantConfig, load_config
 from components.restaurant.fields import Reservation
 from components.restaurant.session import ReservationSession
-from components.restaurant.store import BookingRefused, ReservationStore
+from components.store.reservations import BookingRefused, ReservationStore
 
 JST = ZoneInfo("Asia/Tokyo")
 ID_PATTERN = r"^AS-[A-Z2-9]{4}$"
@@ -54,14 +57,56 @@ def booking(day: dt.date, hour: int, minute: int = 0, name: str = "Guest", party
     return Reservation(guest_name=name, date=day, time=dt.time(hour, minute), party_size=party_size)
 
 
-def race_to_book(db_path: str, config_path: str, now: dt.datetime, slot: Reservation, barrier, results) -> None:
+def race_to_book(db: str, config_path: str, now: dt.datetime, slot: Reservation, barrier, results) -> None:
     """Wait for every racer, then try to book ``slot``; put ``("ok", id)`` or ``("refused", codes)`` on ``results``.
 
-    Runs in a thread or in a spawned process, so it builds its own store and config.
+    Runs in a thread or in a spawned process, so it builds its own store (``db`` is a SQLite path or a database
+    URL) and config.
     """
-    store, config = ReservationStore(db_path), load_config(config_path)
+    store, config = ReservationStore(db), load_config(config_path)
     barrier.wait(timeout=120)
     try:
         results.put(("ok", store.book(slot, config, now)))
     except BookingRefused as refusal:
         results.put(("refused", sorted(problem.code.value for problem in refusal.problems)))
+
+
+# The schema the first release created, word for word (SQLite), and the same table on PostgreSQL.
+FIRST_RELEASE_SQLITE = (
+    """
+    CREATE TABLE IF NOT EXISTS reservations (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        booking_id  TEXT    NOT NULL UNIQUE,
+        guest_name  TEXT    NOT NULL,
+        date        TEXT    NOT NULL,            -- YYYY-MM-DD, restaurant-local
+        time        TEXT    NOT NULL,            -- HH:MM, restaurant-local
+        party_size  INTEGER NOT NULL CHECK (party_size > 0),
+        requests    TEXT,
+        language    TEXT    NOT NULL,
+        created_at  TEXT    NOT NULL             -- ISO 8601, UTC
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS reservations_by_slot ON reservations (date, time)",
+)
+FIRST_RELEASE_ROWS = [
+    ("AS-7K3Q", "山田 太郎", "2026-04-21", "19:00", 4, "窓際の席", "ja", "2026-04-01T03:00:00+00:00"),
+    ("AS-M2X9", "Smith", "2026-04-21", "19:00", 2, None, "en", "2026-04-02T10:30:00+00:00"),
+    ("AS-PQ4R", "佐藤", "2026-04-22", "12:15", 1, "誕生日", "ja", "2026-04-03T01:00:00+00:00"),
+]
+
+
+def first_release_database(location: str, rows: list[tuple] = FIRST_RELEASE_ROWS) -> None:
+    """A database as the first release left it: its schema, no version table, and `rows`."""
+    columns = "booking_id, guest_name, date, time, party_size, requests, language, created_at"
+    if "://" not in location:
+        with sqlite3.connect(location) as connection:
+            connection.execute("PRAGMA journal_mode = WAL")
+            for statement in FIRST_RELEASE_SQLITE:
+                connection.execute(statement)
+            connection.executemany(f"INSERT INTO reservations ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        return
+    with psycopg.connect(location, autocommit=True) as connection:
+        connection.execute(FIRST_RELEASE_SQLITE[0].replace("INTEGER PRIMARY KEY AUTOINCREMENT", "SERIAL PRIMARY KEY"))
+        connection.execute(FIRST_RELEASE_SQLITE[1])
+        for row in rows:
+            connection.execute(f"INSERT INTO reservations ({columns}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)", row)

@@ -17,8 +17,8 @@ from fastrtc import AdditionalOutputs, CloseStream
 from components.call.call import UI_PUSH_INTERVAL_S, Call
 from components.restaurant.config import load_config
 from components.restaurant.prompt import goodbye_instruction, wrap_up_instruction
-from components.restaurant.store import ReservationStore
 from components.settings import AgentSettings
+from components.store.reservations import ReservationStore
 from tests.domain_fixtures import bookable_day
 
 KEY = "sk-test-call"

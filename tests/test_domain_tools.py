@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from components.restaurant.config import DEFAULT_CONFIG_PATH, load_config
+from components.restaurant.config import DEFAULT_CONFIG_PATH, FACT_TOPICS, load_config
 from components.restaurant.fields import FIELDS
 from components.restaurant.tools import TOOL_NAMES, chat_tools, realtime_tools, run_tool
 from tests.domain_fixtures import ID_PATTERN, booking, jst, make_session
@@ -35,7 +35,15 @@ def codes(result) -> list[str]:
 
 
 def test_schemas_in_both_api_formats():
-    assert TOOL_NAMES == ("update_reservation", "check_availability", "confirm_reservation")
+    assert TOOL_NAMES == (
+        "update_reservation",
+        "check_availability",
+        "confirm_reservation",
+        "find_reservation",
+        "cancel_reservation",
+        "request_callback",
+        "get_restaurant_info",
+    )
     realtime, chat = realtime_tools(), chat_tools()
     assert [tool["name"] for tool in realtime] == list(TOOL_NAMES)
     assert [tool["function"]["name"] for tool in chat] == list(TOOL_NAMES)
@@ -44,11 +52,14 @@ def test_schemas_in_both_api_formats():
         assert flat["description"] == nested["function"]["description"]
         assert flat["parameters"] == nested["function"]["parameters"]
         assert flat["parameters"]["type"] == "object" and flat["parameters"]["additionalProperties"] is False
-    update, check, confirm = (tool["parameters"] for tool in realtime)
+    update, check, confirm, find, cancel, callback, info = (tool["parameters"] for tool in realtime)
     assert set(update["properties"]) == set(FIELDS) and "required" not in update
     assert update["properties"]["party_size"]["type"] == "integer"
     assert set(check["properties"]) == {"date", "time", "party_size"} and check["required"] == ["date"]
-    assert confirm["properties"] == {}
+    assert confirm["properties"] == {} and cancel["properties"] == {}
+    assert set(find["properties"]) == {"booking_id", "guest_name"} and find["required"] == ["booking_id"]
+    assert set(callback["properties"]) == {"guest_name", "phone", "request"} and callback["required"] == ["request"]
+    assert info["properties"]["topic"]["enum"] == [*FACT_TOPICS, "other"]
 
 
 def test_full_flow_books_and_moves_through_the_statuses(session):
@@ -122,19 +133,25 @@ def test_malformed_check_and_unknown_tool(session):
     assert codes(call(session, "check_availability", {})) == ["missing_field"]
     assert codes(call(session, "check_availability", {"date": "someday"})) == ["invalid_date"]
     assert codes(call(session, "check_availability", {"date": "2026-04-21", "guest_name": "x"})) == ["unknown_field"]
-    assert codes(call(session, "cancel_reservation", {"booking_id": "AS-7K3Q"})) == ["unknown_tool"]
+    assert codes(call(session, "delete_all_bookings", {})) == ["unknown_tool"]
 
 
-def test_a_broken_store_becomes_a_problem_not_an_exception(session, monkeypatch):
+def test_a_store_that_cannot_be_read_becomes_a_problem_not_an_exception(session):
     call(session, "update_reservation", {"guest_name": "Hanako", "date": "2026-04-21"})
+    session.store.path.unlink()
+    session.store.path.write_bytes(b"not a database" * 512)  # the disk gave way under the file
+    session.store.db.dispose()
 
-    def broken(*_args):
-        raise OSError("disk unplugged")
-
-    monkeypatch.setattr(session.store, "starts_between", broken)
     result = call(session, "update_reservation", {"time": "19:00"})
-    assert codes(result) == ["internal_error"]
+
+    assert codes(result) == ["store_unavailable"]
+    assert (
+        "nothing was booked" in result["problems"][0]["message"]
+        or "成立していません" in result["problems"][0]["message"]
+    )
     assert result["reservation"]["guest_name"] == "Hanako"
+    assert codes(call(session, "confirm_reservation")) == ["store_unavailable"]
+    assert session.snapshot()["status"] == "collecting"
 
 
 def test_a_refused_field_is_not_merged_but_its_neighbours_are(session):

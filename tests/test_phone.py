@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import datetime as dt
 import json
 import os
 import socket
@@ -33,9 +34,10 @@ from fastrtc import WebRTC
 from components.engines.realtime import RealtimeHandler
 from components.phone.server import build_server
 from components.restaurant.config import RestaurantConfig, load_config
+from components.restaurant.fields import Reservation
 from components.restaurant.prompt import goodbye_instruction
-from components.restaurant.store import ReservationStore
 from components.settings import VOICES, AgentSettings
+from components.store.reservations import ReservationStore
 from tests.domain_fixtures import bookable_day, write_config
 from tests.fake_realtime import (
     FakeRealtimeServer,
@@ -315,6 +317,9 @@ def test_a_booking_made_over_the_phone_lands_in_the_store_and_the_feed_follows_i
     assert outputs[-1].name == "confirm_reservation" and booking_id
     row = store.get(booking_id)
     assert (row["guest_name"], row["date"], row["time"], row["party_size"]) == ("Yamada", day, "19:00", 4)
+    assert (row["source"], row["phone"]) == ("phone", "+819000000001")  # Twilio's `From` goes with the booking
+    assert feed.view["reservation"]["reservation"]["phone"] == "••••••••0001"
+    assert store.transcript(booking_id)["transcript"][1]["text"] == "My name is Yamada."
     assert " ".join(booking_id) in feed.lines("assistant")[-1]
     # The feed followed the call as it happened: the card went collecting -> ready -> confirmed, and the
     # transcript grew turn by turn (each view a complete snapshot, never another call's).
@@ -549,6 +554,45 @@ def test_with_a_twilio_auth_token_only_signed_webhooks_and_their_streams_get_thr
     assert forged.hung_up_by_server and not forged.media_messages()
     assert caller.media_messages() and connections == 1
     assert parse_twiml(behind_proxy).stream_url == "wss://voicebot.example.com/telephone/handler"
+
+
+def test_on_a_signed_line_the_callers_own_number_finds_their_booking(config, store, phone_env) -> None:
+    auth = "twilio-auth-token-for-tests"
+    phone_env.setenv("TWILIO_AUTH_TOKEN", auth)
+    day = bookable_day(config)
+    booking = Reservation("Tanaka", dt.date.fromisoformat(day), dt.time(19, 0), 2, phone="090-1234-5678")
+    booking_id = store.book(booking, config, dt.datetime.now(dt.UTC))
+    script = Script(
+        greet("Hello, this is AI-SHIFT."),
+        on_caller_speech(
+            user_said("I would like to change my booking."),
+            call_tool("find_reservation", {"booking_id": booking_id}),  # no name: the line vouches for the caller
+            say(lambda out: f"I have your booking on {out['reservation']['date']}."),
+        ),
+    )
+
+    async def call(server: ServerThread, number: str) -> TwilioCaller:
+        call_sid = new_sid("CA")
+        twiml = parse_twiml(incoming(server.url, call_sid, auth, caller=number))
+        async with TwilioCaller(twiml.stream_url, parameters=twiml.parameters, call_sid=call_sid) as caller:
+            await caller.until(lambda: caller.audible_ms() > 200, what="the greeting")
+            await caller.until_quiet()
+            await caller.say("I would like to change my booking.")
+            await caller.until(lambda: fake.tool_outputs(), what="the lookup")
+            await caller.until_quiet()
+        return caller
+
+    with FakeRealtimeServer(script, api_key=KEY, ms_per_char=15, min_audio_ms=300) as fake:
+        with running_server(config, store, fake, phone_env) as server:
+            asyncio.run(call(server, "+819012345678"))
+            found = fake.tool_outputs()[-1].output
+            fake.reset_records()
+            asyncio.run(call(server, "+819099998888"))
+            stranger = fake.tool_outputs()[-1].output
+
+    assert (found["changing"], found["reservation"]["date"]) == (booking_id, day)
+    assert [problem["code"] for problem in stranger["problems"]] == ["not_found"] and stranger["changing"] is None
+    assert "Tanaka" not in json.dumps(stranger)
 
 
 def test_fastrtcs_raw_websocket_route_is_closed(config, store, phone_env) -> None:

@@ -18,8 +18,9 @@ import pytest
 from components.engines.pipeline.handler import INPUT_RATE, PipelineHandler
 from components.engines.pipeline.settings import PipelineSettings
 from components.restaurant.config import RestaurantConfig, load_config
-from components.restaurant.store import ReservationStore
+from components.restaurant.tools import TOOL_NAMES
 from components.settings import AgentSettings
+from components.store.reservations import ReservationStore
 from tests.call_driver import PauseCallDriver
 from tests.domain_fixtures import bookable_day
 from tests.fake_openai_http import (
@@ -135,11 +136,7 @@ def test_a_full_booking_ends_in_a_stored_booking(config, store, monkeypatch) -> 
     assert all(t["audio_rate"] == INPUT_RATE and 400 <= t["audio_ms"] <= 6000 for t in transcriptions)
     assert all(c["model"] == "gpt-5.4-mini" and c["stream"] is True for c in chats)
     assert all(c["reasoning_effort"] == "none" for c in chats)
-    assert {tool["function"]["name"] for tool in chats[0]["tools"]} == {
-        "update_reservation",
-        "check_availability",
-        "confirm_reservation",
-    }
+    assert [tool["function"]["name"] for tool in chats[0]["tools"]] == list(TOOL_NAMES)
     assert "AI-SHIFT" in chats[0]["messages"][0]["content"]
     assert all(s["voice"] == "cedar" and s["response_format"] == "pcm" for s in speech)
     assert all(s["model"] == "gpt-4o-mini-tts" for s in speech)

@@ -16,8 +16,9 @@ import pytest
 
 from components.engines.realtime import RealtimeHandler
 from components.restaurant.config import RestaurantConfig, load_config
-from components.restaurant.store import ReservationStore
+from components.restaurant.tools import TOOL_NAMES
 from components.settings import AgentSettings
+from components.store.reservations import ReservationStore
 from tests.call_driver import CallDriver
 from tests.domain_fixtures import bookable_day
 from tests.fake_realtime import (
@@ -125,11 +126,7 @@ def test_a_full_booking_ends_in_a_stored_booking(config, store, monkeypatch) -> 
     assert session["audio"]["input"]["turn_detection"]["type"] == "server_vad"
     assert session["audio"]["input"]["turn_detection"]["idle_timeout_ms"] > 0
     assert "AI-SHIFT" in session["instructions"]
-    assert {tool["name"] for tool in session["tools"]} == {
-        "update_reservation",
-        "check_availability",
-        "confirm_reservation",
-    }
+    assert [tool["name"] for tool in session["tools"]] == list(TOOL_NAMES)
     assert [out.name for out in tool_outputs] == ["update_reservation"] * 3 + ["confirm_reservation"]
     booking_id = tool_outputs[-1].output["booking_id"]
 

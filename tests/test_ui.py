@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 from components.call.state import CallState
 from components.web.render import card_html, chat_messages
@@ -106,3 +107,32 @@ def test_a_pipeline_turn_shows_each_stage_of_its_response_time() -> None:
 
     view["turns"] = [{"latency_ms": 640}]  # the Realtime engine: one service, no stages
     assert "stages" not in card_html(view, "AI-SHIFT", "en")
+
+
+def test_a_looked_up_booking_is_marked_as_a_change_and_a_cancelled_one_is_struck_out() -> None:
+    found = snapshot(mode="change", changing="AS-7K3Q", status="ready")
+    html = card_html({"reservation": found}, "AI-SHIFT", "en")
+    assert 'Changing booking <strong data-changing="AS-7K3Q">AS-7K3Q</strong>' in html
+
+    saved = snapshot(mode="change", changing="AS-7K3Q", status="confirmed", booking_id="AS-7K3Q")
+    html = card_html({"reservation": saved}, "AI-SHIFT", "ja")
+    assert "data-changing" not in html and '変更を保存しました <strong data-booking-id="AS-7K3Q">' in html
+
+    gone = snapshot(mode="change", changing="AS-7K3Q", status="cancelled", booking_id="AS-7K3Q")
+    html = card_html({"reservation": gone}, "AI-SHIFT", "en")
+    assert '<span class="badge" data-status="cancelled">Cancelled</span>' in html
+    assert 'data-outcome="cancelled">Cancelled booking <strong' in html
+
+
+def test_a_phone_number_shows_masked_only_once_given_and_a_callback_is_promised() -> None:
+    without = card_html({"reservation": snapshot()}, "AI-SHIFT", "en")
+    assert 'data-field="phone"' not in without
+    given = snapshot(reservation={**snapshot()["reservation"], "phone": "••••••••5678"}, callback_requested=True)
+    html = card_html({"reservation": given}, "AI-SHIFT", "en")
+    assert field(html, "phone") == ("filled", "••••••••5678")
+    assert '<p class="callback" data-callback="requested">The staff will call you back.</p>' in html
+
+
+def test_a_freshly_drawn_card_already_shows_the_time_left() -> None:
+    html = card_html({"reservation": snapshot(), "deadline": time.time() + 125.2}, "AI-SHIFT", "en")
+    assert re.search(r'data-deadline="\d+">2:0[45]</span>', html), html

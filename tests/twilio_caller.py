@@ -131,12 +131,13 @@ def incoming(
     *,
     sign_url: str | None = None,
     headers: dict[str, str] | None = None,
+    caller: str = "+819000000001",
 ) -> httpx.Response:
-    """Twilio's voice webhook for a new inbound call."""
+    """Twilio's voice webhook for a new inbound call from `caller`."""
     fields = {
         "CallSid": call_sid,
         "AccountSid": "AC" + "0" * 32,
-        "From": "+819000000001",
+        "From": caller,
         "To": "+815000000002",
         "CallStatus": "ringing",
         "Direction": "inbound",

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
@@ -29,11 +30,15 @@ from fastrtc import AdditionalOutputs, CloseStream
 from components.call.notices import notice
 from components.call.state import CallState
 from components.restaurant.config import RestaurantConfig
+from components.restaurant.lookup import Caller
 from components.restaurant.prompt import goodbye_instruction, wrap_up_instruction
 from components.restaurant.session import ReservationSession
-from components.restaurant.store import ReservationStore
 from components.restaurant.tools import run_tool
 from components.settings import AgentSettings, CallOptions
+from components.store.database import StoreUnavailable
+from components.store.reservations import ReservationStore
+
+log = logging.getLogger(__name__)
 
 UI_PUSH_INTERVAL_S = 0.25  # transcript and card updates: live to a reader, yet few enough to leave audio alone
 TIME_WARNING_S = 30
@@ -100,6 +105,7 @@ class Call:
         self.state = CallState(language=config.default_language)
         self.options: CallOptions | None = None
         self.session: ReservationSession | None = None
+        self.caller: Caller | None = None  # who is on the line, set by the phone line before the call starts
         self.close_message: str | None = None  # set once the call is over
         self.closed = False  # CloseStream has been handed to fastrtc
         self._ending = False
@@ -118,7 +124,10 @@ class Call:
         if not self.options.api_key:
             await self.end(notice("no_key"), error=True)
             return False
-        self.session = ReservationSession(self.config, self.store, language=self.options.language)
+        source = "web" if inputs is not None else "phone"
+        self.session = ReservationSession(
+            self.config, self.store, language=self.options.language, source=source, caller=self.caller
+        )
         self.state.reservation = await asyncio.to_thread(self.session.snapshot)
         self.state.deadline = time.time() + self.settings.call_time_limit_s
         self.changed()
@@ -161,10 +170,23 @@ class Call:
         def work() -> tuple[dict[str, Any], dict[str, Any]]:
             return run_tool(session, name, arguments), session.snapshot()
 
+        written = set(session.touched)
         result, snapshot = await asyncio.to_thread(work)
         self.state.reservation = snapshot
         self.changed()
+        if session.touched != written:
+            await self.keep_transcript()
         return result
+
+    async def keep_transcript(self) -> None:
+        """Keep the call's view (transcript, card, figures) with every booking it wrote, for the restaurant."""
+        session = self.session
+        if session is None or not session.touched:
+            return
+        try:
+            await asyncio.to_thread(self.store.save_transcript, set(session.touched), self.state.view())
+        except StoreUnavailable as unavailable:  # the booking itself is safe; only this copy of the call is lost
+            log.warning("could not keep a call's transcript: %s", unavailable)
 
     # ---- the clock and the end -----------------------------------------------------------------------
 
@@ -196,8 +218,14 @@ class Call:
         if self._clock is not None and self._clock is not asyncio.current_task():
             self._clock.cancel()
         await self.voice.hang_up()
+        await self.keep_transcript()
 
     def stop(self) -> None:
-        """The transport is shutting the call down: no more clock."""
+        """The call's work is over (the engine's conversation ended): no more clock."""
         if self._clock is not None:
             self._clock.cancel()
+
+    async def close(self) -> None:
+        """The transport is shutting the call down (hang-up, page closed): stop, and keep the final transcript."""
+        self.stop()
+        await self.keep_transcript()

@@ -31,9 +31,9 @@ from components.call.state import Turn
 from components.engines.playout import SAMPLE_RATE, Playout
 from components.restaurant.config import RestaurantConfig
 from components.restaurant.prompt import render_instructions, resume_note
-from components.restaurant.store import ReservationStore
 from components.restaurant.tools import realtime_tools
 from components.settings import AgentSettings
+from components.store.reservations import ReservationStore
 
 log = logging.getLogger(__name__)
 
@@ -112,9 +112,9 @@ class RealtimeHandler(AsyncStreamHandler):
 
     async def shutdown(self) -> None:
         self._shutting_down = True
-        self.call.stop()
         if self._conn is not None:
             await self._conn.close()
+        await self.call.close()
 
     # ---- the call's hooks (`Voice`) ----------------------------------------------------------------
 

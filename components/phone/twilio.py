@@ -29,6 +29,7 @@ from twilio.twiml.voice_response import Connect, VoiceResponse
 
 from components.phone.media import PhoneCall, TwilioSocket
 from components.restaurant.config import RestaurantConfig
+from components.restaurant.lookup import Caller
 from components.settings import AgentSettings
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+PHONE = re.compile(r"\+?[0-9]{6,15}")  # Twilio's `From`, E.164
 HOST = re.compile(r"^(?:[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::\d{1,5})?$")
 PREFIX = re.compile(r"^(/[A-Za-z0-9._~-]+)*$")
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
@@ -159,6 +161,7 @@ class PhoneLine:
         self.verify_twilio = verify_twilio
         self.calls: dict[str, PhoneCall] = {}
         self._endings: OrderedDict[str, str] = OrderedDict()  # CallSid -> why its media stream ended
+        self._callers: OrderedDict[str, Caller] = OrderedDict()  # slot token -> who the webhook said is calling
         self._lock = threading.Lock()
 
     @property
@@ -213,6 +216,7 @@ class PhoneLine:
         stream = connect.stream(url=f"{ws_base}{prefix}/telephone/handler")
         stream.parameter(name="token", value=token)
         response.append(connect)
+        self._remember_caller(token, fields.get("From"))
         return twiml(response)
 
     async def ended(self, request: Request) -> Response:
@@ -228,6 +232,16 @@ class PhoneLine:
         response = VoiceResponse()
         response.hangup()
         return twiml(response)
+
+    def _remember_caller(self, token: str, number: str | None) -> None:
+        """Keep the caller's number (Twilio's `From`) for the stream that will redeem `token`; it vouches for the
+        caller only when the webhook's signature was checked."""
+        if not number or not PHONE.fullmatch(number):
+            return
+        with self._lock:
+            self._callers[token] = Caller(number, verified=self.auth_token is not None)
+            while len(self._callers) > 1000:
+                self._callers.popitem(last=False)
 
     def record_ending(self, call_sid: str | None, ending: str) -> None:
         if not call_sid:
@@ -272,6 +286,9 @@ class PhoneLine:
         if not held and self.limiter.full():
             return "busy"
         self.limiter.add_phone(stream_sid)
+        with self._lock:
+            caller = self._callers.pop(token, None) if held else None
+        call.stream_handler.call.caller = caller
         self.calls[stream_sid] = call
         self.feed.open(stream_sid)
         log.info("Phone call started; follow it at /outputs?stream_id=%s", stream_sid)

@@ -14,7 +14,7 @@ import difflib
 import os
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, time
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,8 @@ DEFAULT_CONFIG_PATH = PROJECT_ROOT / "assets" / "restaurant.toml"
 CONFIG_ENV_VAR = "RESTAURANT_CONFIG"
 
 LANGUAGES = ("ja", "en")
+# What callers ask about besides bookings: the owner fills these in (`[facts]`), the agent answers from them only.
+FACT_TOPICS = ("menu", "allergies", "access", "parking", "payment", "children", "cancellation")
 WEEKDAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 _TIME = re.compile(r"(\d{2}):(\d{2})")
@@ -107,6 +109,7 @@ class RestaurantConfig:
     tables: int
     max_days_ahead: int
     step_minutes: int
+    facts: dict[str, Localized] = field(hash=False)  # topic -> the owner's answer (may be empty)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -216,11 +219,20 @@ def _parse(root: _Table) -> RestaurantConfig:
         tables=booking.integer("tables", 1),
         max_days_ahead=booking.integer("max_days_ahead", 0),
         step_minutes=booking.integer("step_minutes", 1),
+        facts=_facts(root),
     )
     for table in (restaurant, hours, booking, root):
         table.done()
     _check_consistency(config)
     return config
+
+
+def _facts(root: _Table) -> dict[str, Localized]:
+    """The `[facts]` section; a topic left out or empty means "ask the staff"."""
+    table = _Table(root.raw("facts", {}), "facts")
+    facts = {topic: table.localized(topic) for topic in FACT_TOPICS}
+    table.done()
+    return facts
 
 
 def _timezone(table: _Table) -> str:

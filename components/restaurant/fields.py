@@ -1,7 +1,9 @@
 """What a booking is made of: its fields, and how a raw value from the model becomes a normalised one.
 
 Speech recognisers and models produce "１８：３０", "2025/4/18" or "four"; each parser accepts what can be
-read without guessing and refuses the rest with a problem the model can speak about.
+read without guessing and refuses the rest with a problem the model can speak about. Names, booking numbers
+and phone numbers are also compared here the way a person would (`name_key`, `booking_key`, `phone_key`),
+and a phone number is shown masked but for its last four digits (`mask_phone`).
 """
 
 from __future__ import annotations
@@ -16,13 +18,19 @@ from components.restaurant.config import Localized
 from components.restaurant.problems import Code, FieldError, Problem
 
 REQUIRED_FIELDS = ("guest_name", "date", "time", "party_size")
-FIELDS = (*REQUIRED_FIELDS, "requests")
+FIELDS = (*REQUIRED_FIELDS, "requests", "phone")
 MAX_NAME_LENGTH = 60
 MAX_REQUESTS_LENGTH = 300
+PHONE_DIGITS = (6, 15)  # E.164 allows at most 15 digits
 
 _DATE = re.compile(r"(\d{4})[-/](\d{1,2})[-/](\d{1,2})")
 _TIME = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")
 _MAX_ECHO = 40
+_PHONE = re.compile(r"\+?[0-9 ()\-.]+")
+_NAME_BREAKS = re.compile(r"[\s・.,\-_'’]+")
+_TITLES = ("mr", "mrs", "ms", "miss", "mx", "dr")  # before a name
+_ROMAN_HONORIFICS = ("san", "sama", "kun", "chan")  # a separate word after a name
+_KANA_HONORIFICS = ("様", "サマ", "サン", "殿", "ドノ", "氏", "チャン", "クン", "君")  # written onto it
 
 FIELD_LABELS: dict[str, Localized] = {
     "guest_name": Localized("お名前", "guest's name"),
@@ -30,6 +38,9 @@ FIELD_LABELS: dict[str, Localized] = {
     "time": Localized("ご来店時刻", "time"),
     "party_size": Localized("人数", "number of guests"),
     "requests": Localized("ご要望", "requests"),
+    "phone": Localized("お電話番号", "phone number"),
+    "request": Localized("ご用件", "what the guest would like"),
+    "booking_id": Localized("予約番号", "booking number"),
 }
 
 
@@ -42,6 +53,7 @@ class Reservation:
     time: dt.time | None = None
     party_size: int | None = None
     requests: str | None = None
+    phone: str | None = None
 
     def missing(self) -> list[str]:
         return [name for name in REQUIRED_FIELDS if getattr(self, name) is None]
@@ -53,6 +65,7 @@ class Reservation:
             "time": format_time(self.time) if self.time else None,
             "party_size": self.party_size,
             "requests": self.requests,
+            "phone": self.phone,
         }
 
 
@@ -139,10 +152,63 @@ def _parse_requests(value: object) -> str | None:
     return value.strip() or None
 
 
+def _parse_phone(value: object) -> str | None:
+    """Digits with an optional leading +; empty text or null clears it (the guest may decline to give one)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    text = _plain(value) if isinstance(value, str) else ""
+    digits = re.sub(r"\D", "", text)
+    if not _PHONE.fullmatch(text) or not PHONE_DIGITS[0] <= len(digits) <= PHONE_DIGITS[1]:
+        raise FieldError(Problem(Code.INVALID_PHONE, "phone", {"value": _echo(value)}))
+    return ("+" if text.startswith("+") else "") + digits
+
+
 _PARSERS = {
     "guest_name": _parse_name,
     "date": _parse_date,
     "time": _parse_time,
     "party_size": _parse_party_size,
     "requests": _parse_requests,
+    "phone": _parse_phone,
 }
+
+
+# ── comparing and showing ────────────────────────────────────────────────────
+
+
+def name_key(name: str) -> str:
+    """A name as a person compares it: case, width, spacing, hiragana/katakana and honorifics ignored."""
+    text = unicodedata.normalize("NFKC", name).casefold()
+    text = "".join(chr(ord(char) + 0x60) if "ぁ" <= char <= "ゖ" else char for char in text)
+    words = [word for word in _NAME_BREAKS.split(text) if word]
+    if len(words) > 1 and words[0] in _TITLES:
+        words = words[1:]
+    if len(words) > 1 and words[-1] in _ROMAN_HONORIFICS:
+        words = words[:-1]
+    joined = "".join(words)
+    for honorific in _KANA_HONORIFICS:
+        if joined.endswith(honorific) and len(joined) > len(honorific):
+            return joined[: -len(honorific)]
+    return joined
+
+
+def booking_key(value: str, prefix: str) -> str:
+    """A booking number as said or typed ("as 7k3q", "７Ｋ３Ｑ") in its written form, ``AS-7K3Q``."""
+    text = re.sub(r"[^A-Z0-9]", "", unicodedata.normalize("NFKC", value).upper())
+    if text.startswith(prefix) and len(text) > len(prefix):
+        text = text[len(prefix) :]
+    return f"{prefix}-{text}"
+
+
+def phone_key(number: str | None) -> str:
+    """The last nine digits: the same line written nationally (090…) or internationally (+8190…)."""
+    digits = re.sub(r"\D", "", number or "")
+    return digits[-9:] if len(digits) >= PHONE_DIGITS[0] else ""
+
+
+def mask_phone(number: str | None) -> str | None:
+    """A phone number as the card and the model see it: all but the last four digits hidden."""
+    if not number:
+        return None
+    digits = re.sub(r"\D", "", number)
+    return "•" * max(0, len(digits) - 4) + digits[-4:]

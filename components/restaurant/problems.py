@@ -26,11 +26,18 @@ class Code(StrEnum):
     INVALID_PARTY_SIZE = "invalid_party_size"
     INVALID_NAME = "invalid_name"
     INVALID_REQUESTS = "invalid_requests"
+    INVALID_PHONE = "invalid_phone"
     FULLY_BOOKED = "fully_booked"
     MISSING_FIELD = "missing_field"
     INVALID_ARGUMENTS = "invalid_arguments"
     UNKNOWN_FIELD = "unknown_field"
     ALREADY_CONFIRMED = "already_confirmed"
+    ALREADY_CANCELLED = "already_cancelled"
+    NOT_FOUND = "not_found"
+    LOOKUP_LOCKED = "lookup_locked"
+    NO_BOOKING_FOUND = "no_booking_found"
+    NOT_IN_FACTS = "not_in_facts"
+    STORE_UNAVAILABLE = "store_unavailable"
     NOT_READY = "not_ready"
     UNKNOWN_TOOL = "unknown_tool"
     INTERNAL_ERROR = "internal_error"
@@ -72,6 +79,9 @@ _MESSAGES: dict[Code, Localized] = {
     Code.INVALID_NAME: Localized(
         "お名前を{max}文字以内でお伺いできますか。", "Please give a name of at most {max} characters."
     ),
+    Code.INVALID_PHONE: Localized(
+        "「{value}」は電話番号として読み取れません。数字でお願いします。", "'{value}' is not a phone number."
+    ),
     Code.INVALID_REQUESTS: Localized(
         "ご要望は{max}文字以内の文章でお願いします。", "Requests must be text of at most {max} characters."
     ),
@@ -85,10 +95,34 @@ _MESSAGES: dict[Code, Localized] = {
         "'{name}' is not a reservation field (fields: {fields}).",
     ),
     Code.ALREADY_CONFIRMED: Localized(
-        "ご予約はすでに確定しています（予約番号 {booking_id}）。"
-        "変更や別のご予約は、お手数ですがもう一度お電話ください。",
-        "This booking is already confirmed (booking ID {booking_id}). "
-        "For changes or another booking, please call again.",
+        "ご予約はすでに確定しています（予約番号 {booking_id}）。変更は、予約番号とお名前でお調べしてから承ります。",
+        "This booking is already confirmed (booking ID {booking_id}). To change it, look it up by its number and "
+        "name first.",
+    ),
+    Code.ALREADY_CANCELLED: Localized(
+        "このご予約は取り消し済みです（予約番号 {booking_id}）。",
+        "This booking is cancelled (booking ID {booking_id}).",
+    ),
+    Code.NOT_FOUND: Localized(
+        "その予約番号とお名前のご予約は見つかりませんでした。", "No booking was found for that number and name."
+    ),
+    Code.LOOKUP_LOCKED: Localized(
+        "確認に{misses}回失敗したため、この通話ではご予約をお調べできません。スタッフからの折り返しをご提案ください。",
+        "After {misses} unsuccessful tries, bookings can no longer be looked up on this call; offer a callback "
+        "from the staff.",
+    ),
+    Code.NO_BOOKING_FOUND: Localized(
+        "まだご予約を確認していません。先に予約番号とお名前でお調べください。",
+        "No booking has been looked up on this call yet; find it by its number and the guest's name first.",
+    ),
+    Code.NOT_IN_FACTS: Localized(
+        "この件はお店の情報にありません。わからないとお伝えし、スタッフからの折り返しをご提案ください。",
+        "This is not in the restaurant's information: say you do not know, and offer a callback from the staff.",
+    ),
+    Code.STORE_UNAVAILABLE: Localized(
+        "予約システムにつながらず、保存できませんでした。ご予約は成立していません。少し待ってもう一度お試しください。",
+        "The booking system could not be reached, so nothing was saved and nothing was booked. Please try again "
+        "in a moment.",
     ),
     Code.NOT_READY: Localized(
         "まだご予約を確定できません。先にほかの問題を解決してください。",

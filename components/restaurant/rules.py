@@ -97,10 +97,12 @@ def validate_reservation(
     existing: Sequence[dt.datetime] = (),
     *,
     partial: bool = False,
+    party_limit: bool = True,
 ) -> list[Problem]:
     """Every problem of ``reservation`` at ``now``, given the start times of ``existing`` bookings.
 
-    ``partial`` skips the completeness check, for drafts still being collected.
+    ``partial`` skips the completeness check, for drafts still being collected. ``party_limit=False`` lets a
+    party larger than the limit through (the owner's deliberate override; the guest's agent never sets it).
     Capacity is only checked once everything else about the slot is fine, so a
     refused slot gets the most useful reason.
     """
@@ -113,7 +115,7 @@ def validate_reservation(
             except FieldError as error:
                 problems.append(error.problem)
     party_size, day, moment = values.get("party_size"), values.get("date"), values.get("time")
-    if party_size is not None:
+    if party_size is not None and (party_limit or party_size < config.min_party_size):
         problems += _party_problems(party_size, config)
     if moment is not None:
         problems += _step_problems(moment, day, config)

@@ -1,15 +1,15 @@
-"""One phone call's reservation: the draft being collected, its problems, and the booking once made.
+"""One call's reservation: the draft being collected or changed, its problems, and what the call did.
 
-The session is what the tools act on and what the UI card renders. It keeps
-only valid values in the draft: a field the rules refuse is not merged (the
-previous value stays) and its problem stays listed until that field is given
-again, so the card and the model both see what still needs fixing. Problems
-are stored as codes and rendered on every snapshot, so switching
-:attr:`ReservationSession.language` mid-call switches the messages too.
+The session is what the tools act on and what the UI card renders. It keeps only valid values in the draft:
+a field the rules refuse is not merged (the previous value stays) and its problem stays listed until that
+field is given again, so the card and the model both see what still needs fixing. Problems are stored as
+codes and rendered on every snapshot, so switching :attr:`ReservationSession.language` mid-call switches the
+messages too.
 
-A session makes at most one booking. After it is confirmed the draft is
-frozen: changes or a second booking mean a new call, which keeps "what did
-this call book?" unambiguous for the guest and the restaurant.
+A call works on one booking at a time: a new one, or one the guest looked up (`find`), which becomes the
+draft, marked as a change of that booking. Once it is booked, changed or cancelled the draft is frozen; the
+guest can look a booking up again to go on. Callback requests (`request_callback`) and the restaurant's
+facts (`info`) answer what no booking can.
 """
 
 from __future__ import annotations
@@ -18,15 +18,27 @@ import dataclasses
 import datetime as dt
 import threading
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from components.restaurant.config import RestaurantConfig, language_code
-from components.restaurant.fields import FIELDS, Reservation, format_time, missing_field, normalize_field, unknown_field
+from components.restaurant.fields import (
+    FIELDS,
+    Reservation,
+    format_time,
+    mask_phone,
+    missing_field,
+    normalize_field,
+    unknown_field,
+)
+from components.restaurant.lookup import Caller, Lookup
 from components.restaurant.problems import SLOT_CODES, Code, FieldError, Problem
 from components.restaurant.rules import alternatives, bookable_times, booking_window, opening, validate_reservation
-from components.restaurant.store import BookingRefused, ReservationStore
+from components.store.database import StoreUnavailable
+from components.store.reservations import BookingRefused, ReservationStore
 
-COLLECTING, READY, CONFIRMED = "collecting", "ready", "confirmed"
+COLLECTING, READY, CONFIRMED, CANCELLED = "collecting", "ready", "confirmed", "cancelled"
 CHECK_FIELDS = ("date", "time", "party_size")
+CALLBACK_FIELDS = ("guest_name", "phone", "request")
 
 
 def _utc_now() -> dt.datetime:
@@ -34,7 +46,11 @@ def _utc_now() -> dt.datetime:
 
 
 class ReservationSession:
-    """The state of one call, safe to read from the UI thread while a tool runs."""
+    """The state of one call, safe to read from the UI thread while a tool runs.
+
+    `source` is where the call came from (`web` or `phone`); on the phone, `caller` is who Twilio says is
+    calling, whose number goes with the booking unless the guest gives another.
+    """
 
     def __init__(
         self,
@@ -42,14 +58,25 @@ class ReservationSession:
         store: ReservationStore,
         language: str = "ja",
         clock: Callable[[], dt.datetime] | None = None,
+        *,
+        source: str = "web",
+        caller: Caller | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.language = language
+        self.source = source
         self._clock = clock or _utc_now
-        self._draft = Reservation()
+        self._caller = caller or Caller()
+        self._draft = Reservation(phone=self._caller.phone)
         self._rejected: dict[str, list[Problem]] = {}  # field -> why its latest value was not merged
-        self._booking_id: str | None = None
+        self._booking_id: str | None = None  # the booking this call made, changed or cancelled
+        self._changing: str | None = None  # the booking looked up on this call, being changed
+        self._found_start: dt.datetime | None = None  # when that booking starts, as stored
+        self._cancelled = False
+        self._callbacks = 0
+        self._lookup = Lookup(store, config.booking_id_prefix, self._caller)
+        self.touched: set[str] = set()  # every booking this call wrote
         self._lock = threading.RLock()
 
     @property
@@ -60,22 +87,32 @@ class ReservationSession:
     def language(self, value: str) -> None:
         self._language = language_code(value)
 
+    @property
+    def actor(self) -> str:
+        return f"agent:{self.source}"
+
     def snapshot(self) -> dict:
-        """``{status, reservation, missing, problems, booking_id, alternatives}``, JSON-able, for the UI card."""
+        """``{status, mode, reservation, missing, problems, booking_id, changing, alternatives, …}``, JSON-able,
+        for the UI card."""
         with self._lock:
             return self._result(self._clock(), [])
+
+    # ---- the draft ---------------------------------------------------------------------------------
 
     def update(self, fields: Mapping[str, object]) -> dict:
         """Merge the valid ones of ``fields`` into the draft; report the others and unknown names."""
         with self._lock:
             now = self._clock()
             if self._booking_id:
-                return self._result(now, [self._already_confirmed()])
+                return self._result(now, [self._done()])
             if not fields:
                 return self._result(now, [Problem(Code.INVALID_ARGUMENTS, None, {"detail": "no fields given"})])
             unknown, accepted, rejected = _normalize(fields)
             candidate = dataclasses.replace(self._draft, **accepted)
-            existing = self._existing(candidate.date)
+            try:
+                existing = self._existing(candidate.date)
+            except StoreUnavailable:  # keep what the guest said; capacity is checked again once the store is back
+                existing, unknown = [], [*unknown, Problem(Code.STORE_UNAVAILABLE)]
             for problem in validate_reservation(candidate, self.config, now, existing, partial=True):
                 if problem.field in accepted:
                     rejected.setdefault(problem.field, []).append(problem)
@@ -119,18 +156,113 @@ class ReservationSession:
             )
 
     def confirm(self) -> dict:
-        """Book the draft in the store, which re-validates it atomically; the guest has agreed to the read-back."""
+        """Write the draft (a new booking, or the change of the one looked up); the guest agreed to the read-back.
+
+        The store re-validates it atomically."""
         with self._lock:
             now = self._clock()
             if self._booking_id:
-                return self._result(now, [self._already_confirmed()])
+                return self._result(now, [self._done()])
             if self._rejected:  # the guest's latest wish was refused: booking the old value would be wrong
                 return self._result(now, [*map(missing_field, self._draft.missing()), Problem(Code.NOT_READY)])
             try:
-                self._booking_id = self.store.book(self._draft, self.config, now, self.language)
+                if self._changing:
+                    self.store.change(self._changing, self._draft, self.config, now, actor=self.actor)
+                    self._booking_id = self._changing
+                else:
+                    self._booking_id = self.store.book(
+                        self._draft, self.config, now, self.language, source=self.source, actor=self.actor
+                    )
             except BookingRefused as refusal:
                 return self._result(now, refusal.problems)
+            self.touched.add(self._booking_id)
             return self._result(now, [])
+
+    # ---- a guest's own booking ---------------------------------------------------------------------
+
+    def find(self, booking_id: object, guest_name: object = None) -> dict:
+        """Look up a booking by its number and the guest's name (or the verified caller's number); a match
+        becomes this call's draft, to change or cancel."""
+        with self._lock:
+            now = self._clock()
+            if not isinstance(booking_id, str) or not booking_id.strip():
+                return self._result(now, [missing_field("booking_id")])
+            name = guest_name if isinstance(guest_name, str) else None
+            row, problem = self._lookup.find(booking_id, name)
+            if row is None:
+                return self._result(now, [problem] if problem else [])
+            self._draft = Reservation(
+                guest_name=row["guest_name"],
+                date=dt.date.fromisoformat(row["date"]),
+                time=dt.time.fromisoformat(row["time"]),
+                party_size=row["party_size"],
+                requests=row["requests"],
+                phone=row.get("phone"),
+            )
+            self._changing, self._booking_id, self._cancelled = row["booking_id"], None, False
+            self._found_start = dt.datetime.combine(self._draft.date, self._draft.time)  # type: ignore[arg-type]
+            self._rejected.clear()
+            return self._result(now, [])
+
+    def cancel(self) -> dict:
+        """Cancel the booking looked up on this call; the guest agreed to the read-back."""
+        with self._lock:
+            now = self._clock()
+            if self._booking_id:
+                return self._result(now, [self._done()])
+            if not self._changing:
+                return self._result(now, [Problem(Code.NO_BOOKING_FOUND, "booking_id")])
+            start = self._found_start
+            if start is not None and start.replace(tzinfo=self.config.tz) <= now:
+                when = f"{start.date().isoformat()} {format_time(start.time())}"
+                return self._result(now, [Problem(Code.IN_PAST, "date", {"when": when})])
+            try:
+                self.store.cancel(self._changing, now, actor=self.actor)
+            except BookingRefused as refusal:
+                return self._result(now, refusal.problems)
+            self._booking_id, self._cancelled = self._changing, True
+            self.touched.add(self._booking_id)
+            return self._result(now, [])
+
+    # ---- what no booking can answer ----------------------------------------------------------------
+
+    def request_callback(self, fields: Mapping[str, object]) -> dict:
+        """Leave a callback request (name, number, what the guest wants) for the staff; the name and number
+        default to the draft's (on the phone, the caller's number)."""
+        with self._lock:
+            now = self._clock()
+            problems = [unknown_field(name, CALLBACK_FIELDS) for name in fields if name not in CALLBACK_FIELDS]
+            given = {"requests" if name == "request" else name: value for name, value in fields.items()}
+            wanted = {name: given[name] for name in ("guest_name", "phone", "requests") if name in given}
+            _, values, rejected = _normalize(wanted)
+            problems += [problem for field_problems in rejected.values() for problem in field_problems]
+            name = values.get("guest_name", self._draft.guest_name)
+            phone = values.get("phone") or self._draft.phone or self._caller.phone
+            request = values.get("requests")
+            if not phone and "phone" not in rejected:
+                problems.append(missing_field("phone"))
+            if not request and "requests" not in rejected:
+                problems.append(missing_field("request"))
+            if problems:
+                return self._result(now, problems)
+            self.store.callbacks.add(
+                now, guest_name=name, phone=phone, request=request, language=self.language, source=self.source
+            )
+            self._callbacks += 1
+            return self._result(now, [])
+
+    def info(self, topic: object) -> dict:
+        """The restaurant's own answer about ``topic`` (menu, allergies, …), or a problem saying there is none."""
+        with self._lock:
+            now = self._clock()
+            key = topic.strip().lower() if isinstance(topic, str) else ""
+            fact = self.config.facts.get(key)
+            answer = (fact.get(self.language) or fact.get("en" if self.language == "ja" else "ja")) if fact else ""
+            if key == "access" and self.config.address.get(self.language):
+                answer = f"{self.config.address.get(self.language)} {answer}".strip()
+            if not answer:
+                return self._result(now, [Problem(Code.NOT_IN_FACTS, "topic")], topic=key or None, answer=None)
+            return self._result(now, [], topic=key, answer=answer)
 
     def report(self, problem: Problem, *, check: bool = True) -> dict:
         """A result carrying ``problem`` for a call the tools refused before reaching the session.
@@ -140,15 +272,19 @@ class ReservationSession:
         with self._lock:
             return self._result(self._clock(), [problem], check=check)
 
-    def _already_confirmed(self) -> Problem:
-        return Problem(Code.ALREADY_CONFIRMED, None, {"booking_id": self._booking_id})
+    # ---- the result every tool answers with --------------------------------------------------------
+
+    def _done(self) -> Problem:
+        code = Code.ALREADY_CANCELLED if self._cancelled else Code.ALREADY_CONFIRMED
+        return Problem(code, None, {"booking_id": self._booking_id})
 
     def _existing(self, day: dt.date | None) -> list[dt.datetime]:
-        """Start times of bookings that may share tables with one on ``day`` (its stay may cross midnight)."""
+        """Start times of bookings that may share tables with one on ``day`` (its stay may cross midnight); the
+        booking being changed does not count against itself."""
         if day is None:
             return []
         one_day = dt.timedelta(days=1)
-        return self.store.starts_between(day - one_day, day + one_day)
+        return self.store.starts_between(day - one_day, day + one_day, exclude=self._changing)
 
     def _current_problems(self, now: dt.datetime) -> list[Problem]:
         """Refused inputs still awaiting a new value, then what is wrong with the draft as it stands."""
@@ -166,26 +302,38 @@ class ReservationSession:
         day, moment = refused[0].params["date"], refused[0].params.get("time")
         today, last_day = booking_window(self.config, now)
         one_day = dt.timedelta(days=1)
-        existing = self.store.starts_between(max(day, today) - one_day, last_day + one_day)
+        existing = self.store.starts_between(max(day, today) - one_day, last_day + one_day, exclude=self._changing)
         return alternatives(day, moment, self.config, now, existing)
 
     def _result(self, now: dt.datetime, call_problems: list[Problem], *, check: bool = True, **extra: object) -> dict:
-        current = self._current_problems(now) if check else []
-        problems = _unique(call_problems + current)
+        try:
+            current = self._current_problems(now) if check else []
+            problems = _unique(call_problems + current)
+            options = self._alternatives(problems, now) if check and not self._booking_id else []
+        except StoreUnavailable:  # the draft is still shown; the model is told nothing could be checked or saved
+            check, current, options = False, [], []
+            problems = _unique([*call_problems, Problem(Code.STORE_UNAVAILABLE)])
         missing = self._draft.missing()
-        if self._booking_id:
+        if self._cancelled:
+            status = CANCELLED
+        elif self._booking_id:
             status = CONFIRMED
         elif check and not missing and not current:
             status = READY
         else:
             status = COLLECTING
+        reservation: dict[str, Any] = self._draft.to_dict()
+        reservation["phone"] = mask_phone(self._draft.phone)
         return {
             "status": status,
-            "reservation": self._draft.to_dict(),
+            "mode": "change" if self._changing else "new",
+            "reservation": reservation,
             "missing": missing,
             "problems": [problem.to_dict(self.language) for problem in problems],
             "booking_id": self._booking_id,
-            "alternatives": self._alternatives(problems, now) if check and not self._booking_id else [],
+            "changing": self._changing,
+            "alternatives": options,
+            "callback_requested": self._callbacks > 0,
             **extra,
         }
 

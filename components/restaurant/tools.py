@@ -1,17 +1,19 @@
-"""The three tools the voice agent calls, as JSON schemas plus one dispatcher, :func:`run_tool`.
+"""The tools the voice agent calls, as JSON schemas plus one dispatcher, :func:`run_tool`.
 
-This is the contract between the model and the code: the model collects what
-the guest says through ``update_reservation``, asks ``check_availability``
-before offering times, and calls ``confirm_reservation`` only after the guest
-agreed to the read-back. The code decides; the model relays. :func:`run_tool`
-never raises: malformed arguments, unknown tools and even internal failures
-come back as ``problems`` the model can speak about, so one bad call never
-ends the phone call.
+This is the contract between the model and the code: the model collects what the guest says through
+``update_reservation``, asks ``check_availability`` before offering times, and calls ``confirm_reservation``
+only after the guest agreed to the read-back. An existing booking is looked up with ``find_reservation`` (it
+then becomes the draft: changed with the same two tools, or cancelled with ``cancel_reservation``). When no
+booking can help, ``request_callback`` leaves a request for the staff, and ``get_restaurant_info`` answers from
+the restaurant's own facts. The code decides; the model relays. :func:`run_tool` never raises: malformed
+arguments, unknown tools, a database that is down and even internal failures come back as ``problems`` the
+model can speak about, so one bad call never ends the phone call.
 
-Every result has ``status``, ``reservation`` (all five fields, ``None`` when
-unset), ``missing``, ``problems`` (``{field, code, message}``, this call's
-first, then the draft's), ``booking_id`` and ``alternatives``;
-``check_availability`` adds ``date``, ``hours`` and ``available_times``.
+Every result has ``status`` (collecting, ready, confirmed, cancelled), ``mode`` (new, change), ``reservation``
+(every field, ``None`` when unset, the phone number masked), ``missing``, ``problems`` (``{field, code,
+message}``, this call's first, then the draft's), ``booking_id``, ``changing`` (the booking looked up),
+``alternatives`` and ``callback_requested``; ``check_availability`` adds ``date``, ``hours`` and
+``available_times``, ``get_restaurant_info`` adds ``topic`` and ``answer``.
 """
 
 from __future__ import annotations
@@ -20,22 +22,26 @@ import json
 import logging
 from collections.abc import Callable
 
+from components.restaurant.config import FACT_TOPICS
 from components.restaurant.fields import FIELDS, MAX_NAME_LENGTH, MAX_REQUESTS_LENGTH
 from components.restaurant.problems import Code, Problem
 from components.restaurant.session import ReservationSession
+from components.store.database import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
 _DATE = {"type": "string", "description": "Date as YYYY-MM-DD, in the restaurant's time zone."}
 _TIME = {"type": "string", "description": "Start time as HH:MM, 24-hour clock (e.g. 18:30)."}
 _PARTY = {"type": "integer", "description": "Number of guests."}
+_PHONE = {"type": "string", "description": "The guest's phone number, if they are happy to give it (digits)."}
 
 _SPECS: dict[str, tuple[str, dict]] = {
     "update_reservation": (
         (
-            "Record what the guest has told you about their booking. Pass only the fields you learned or that "
-            "changed; they are merged into this call's draft. The result lists problems (a refused value is not "
-            "saved), the fields still missing, and nearby bookable alternatives when a date or time was refused."
+            "Record what the guest has told you about their booking, a new one or the one you looked up. Pass only "
+            "the fields you learned or that changed; they are merged into this call's draft. The result lists "
+            "problems (a refused value is not saved), the fields still missing, and nearby bookable alternatives "
+            "when a date or time was refused."
         ),
         {
             "type": "object",
@@ -52,6 +58,7 @@ _SPECS: dict[str, tuple[str, dict]] = {
                     "description": f"Special requests such as allergies or a birthday (at most {MAX_REQUESTS_LENGTH} "
                     "characters). An empty string clears them.",
                 },
+                "phone": _PHONE,
             },
             "additionalProperties": False,
         },
@@ -71,10 +78,67 @@ _SPECS: dict[str, tuple[str, dict]] = {
     ),
     "confirm_reservation": (
         (
-            "Book the draft. Call only after reading the full booking back to the guest and hearing them agree. "
-            "Returns the booking_id to read aloud, or problems (missing fields, fully booked, ...) to resolve first."
+            "Book the draft, or save the change of the booking you looked up (under the same booking number). Call "
+            "only after reading the full booking back to the guest and hearing them agree. Returns the booking_id to "
+            "read aloud, or problems (missing fields, fully booked, ...) to resolve first."
         ),
         {"type": "object", "properties": {}, "additionalProperties": False},
+    ),
+    "find_reservation": (
+        (
+            "Look up the guest's existing booking to change or cancel it: its booking number and the name it is "
+            "under. A match becomes this call's draft (marked as a change of that booking); a miss only says "
+            "not_found. After three misses on one call no more lookups are possible: offer a staff callback."
+        ),
+        {
+            "type": "object",
+            "properties": {
+                "booking_id": {"type": "string", "description": "The booking number, e.g. AS-7K3Q."},
+                "guest_name": {"type": "string", "description": "The name the booking is under."},
+            },
+            "required": ["booking_id"],
+            "additionalProperties": False,
+        },
+    ),
+    "cancel_reservation": (
+        (
+            "Cancel the booking you looked up with find_reservation. Call only after reading that booking back and "
+            "hearing the guest clearly ask to cancel it."
+        ),
+        {"type": "object", "properties": {}, "additionalProperties": False},
+    ),
+    "request_callback": (
+        (
+            "Leave a request for the restaurant's staff to call the guest back, when you cannot help: a party too "
+            "large, no free time that suits, or a question the restaurant's information does not answer. Offer "
+            "bookable alternatives first. The name and number default to the draft's."
+        ),
+        {
+            "type": "object",
+            "properties": {
+                "guest_name": {"type": "string", "description": "Who to ask for."},
+                "phone": _PHONE,
+                "request": {
+                    "type": "string",
+                    "description": f"What the guest would like, in one sentence (at most {MAX_REQUESTS_LENGTH} chars).",
+                },
+            },
+            "required": ["request"],
+            "additionalProperties": False,
+        },
+    ),
+    "get_restaurant_info": (
+        (
+            "The restaurant's own answer to a guest's question about one topic. Answer questions only from what this "
+            "returns; when it has no answer (or the question fits no topic: use other), say you do not know and "
+            "offer a staff callback. Never guess."
+        ),
+        {
+            "type": "object",
+            "properties": {"topic": {"type": "string", "enum": [*FACT_TOPICS, "other"]}},
+            "required": ["topic"],
+            "additionalProperties": False,
+        },
     ),
 }
 
@@ -84,6 +148,12 @@ _HANDLERS: dict[str, Callable[[ReservationSession, dict], dict]] = {
     "update_reservation": lambda session, arguments: session.update(arguments),
     "check_availability": lambda session, arguments: session.check_availability(arguments),
     "confirm_reservation": lambda session, _arguments: session.confirm(),  # no arguments; any given are ignored
+    "find_reservation": lambda session, arguments: session.find(
+        arguments.get("booking_id"), arguments.get("guest_name")
+    ),
+    "cancel_reservation": lambda session, _arguments: session.cancel(),
+    "request_callback": lambda session, arguments: session.request_callback(arguments),
+    "get_restaurant_info": lambda session, arguments: session.info(arguments.get("topic")),
 }
 
 
@@ -117,8 +187,11 @@ def run_tool(session: ReservationSession, name: str, arguments: str | dict | Non
         except _BadArguments as error:
             return session.report(Problem(Code.INVALID_ARGUMENTS, None, {"detail": str(error)}))
         return _HANDLERS[name](session, parsed)
+    except StoreUnavailable as unavailable:
+        log.warning("tool %s: the booking store is unavailable (%s)", name, unavailable)
+        return session.report(Problem(Code.STORE_UNAVAILABLE), check=False)
     except Exception:
-        log.exception("tool %s failed with arguments %r", name, arguments)
+        log.exception("tool %s failed", name)  # not the arguments: they hold the guest's name and number
         return session.report(Problem(Code.INTERNAL_ERROR), check=False)
 
 

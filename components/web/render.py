@@ -9,10 +9,12 @@ and the status badge carries `data-status`.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from html import escape
 from typing import Any
 
-FIELDS = ("guest_name", "date", "time", "party_size", "requests")
+FIELDS = ("guest_name", "date", "time", "party_size", "requests", "phone")
+OPTIONAL = ("requests", "phone")
 
 LABELS = {
     "ja": {
@@ -22,11 +24,17 @@ LABELS = {
         "time": "時間",
         "party_size": "人数",
         "requests": "ご要望",
+        "phone": "お電話番号",
         "missing": "未入力",
         "none": "なし",
         "collecting": "受付中",
         "ready": "確認待ち",
         "confirmed": "予約確定",
+        "cancelled": "取り消し済み",
+        "changing": "ご予約の変更",
+        "changed": "変更を保存しました",
+        "cancelled_booking": "取り消したご予約",
+        "callback": "スタッフから折り返しご連絡します。",
         "booking_id": "予約番号",
         "time_left": "残り時間",
         "latency": "応答",
@@ -44,11 +52,17 @@ LABELS = {
         "time": "Time",
         "party_size": "Guests",
         "requests": "Requests",
+        "phone": "Phone",
         "missing": "not yet given",
         "none": "none",
         "collecting": "Taking details",
         "ready": "Ready to confirm",
         "confirmed": "Confirmed",
+        "cancelled": "Cancelled",
+        "changing": "Changing booking",
+        "changed": "Change saved",
+        "cancelled_booking": "Cancelled booking",
+        "callback": "The staff will call you back.",
         "booking_id": "Booking number",
         "time_left": "Time left",
         "latency": "Response",
@@ -82,7 +96,7 @@ def _weekday(value: str, words: dict[str, Any]) -> str:
 
 def _field_row(field: str, value: Any, words: dict[str, Any]) -> str:
     missing = value is None or value == ""
-    optional = field == "requests"
+    optional = field in OPTIONAL
     shown = "" if missing else escape(str(value))
     extra = ""
     if not missing and field == "date":
@@ -111,6 +125,12 @@ def _stages(turn: dict[str, Any], words: dict[str, Any]) -> str:
     return f'<span class="stages" data-stages="{",".join(str(mark) for mark in marks)}">{parts} ms</span>'
 
 
+def _time_left(deadline: float) -> str:
+    """The countdown as the page's script writes it ("4:53"), so a freshly drawn card never shows a blank."""
+    left = max(0, round(deadline - time.time()))
+    return f"{left // 60}:{left % 60:02d}"
+
+
 def card_html(view: dict[str, Any] | None, restaurant_name: str, language: str = "ja") -> str:
     """The reservation summary card for a call view (or the idle card before a call)."""
     words = LABELS["en" if language == "en" else "ja"]
@@ -118,19 +138,30 @@ def card_html(view: dict[str, Any] | None, restaurant_name: str, language: str =
     snapshot = view.get("reservation") or {}
     status = snapshot.get("status", "collecting")
     reservation = snapshot.get("reservation") or {}
-    rows = "".join(_field_row(field, reservation.get(field), words) for field in FIELDS)
+    shown = [field for field in FIELDS if field != "phone" or reservation.get("phone")]  # asked for, not required
+    rows = "".join(_field_row(field, reservation.get(field), words) for field in shown)
     head = (
         f'<div class="card-head"><span class="restaurant">{escape(restaurant_name)}</span>'
         f'<span class="title">{escape(words["title"])}</span>'
         f'<span class="badge" data-status="{escape(status)}">{escape(words[status])}</span></div>'
     )
-    parts = [head, f"<dl>{rows}</dl>"]
+    parts = [head]
+    changing = snapshot.get("changing")
+    if changing and status not in ("confirmed", "cancelled"):
+        parts.append(
+            f'<div class="changing">{escape(words["changing"])} <strong data-changing="{escape(changing)}">'
+            f"{escape(changing)}</strong></div>"
+        )
+    parts.append(f"<dl>{rows}</dl>")
     if snapshot.get("booking_id"):
         booking_id = escape(snapshot["booking_id"])
+        title = {"cancelled": "cancelled_booking"}.get(status, "changed" if changing else "booking_id")
         parts.append(
-            f'<div class="booking-id">{escape(words["booking_id"])} '
-            f'<strong data-booking-id="{booking_id}">{booking_id}</strong></div>'
+            f'<div class="booking-id" data-outcome="{"cancelled" if status == "cancelled" else "booked"}">'
+            f'{escape(words[title])} <strong data-booking-id="{booking_id}">{booking_id}</strong></div>'
         )
+    if snapshot.get("callback_requested"):
+        parts.append(f'<p class="callback" data-callback="requested">{escape(words["callback"])}</p>')
     problems = snapshot.get("problems") or []
     if problems:
         items = "".join(
@@ -140,7 +171,7 @@ def card_html(view: dict[str, Any] | None, restaurant_name: str, language: str =
         )
         parts.append(f'<ul class="problems">{items}</ul>')
     alternatives = snapshot.get("alternatives") or []
-    if alternatives and status != "confirmed":
+    if alternatives and status not in ("confirmed", "cancelled"):
         times = " · ".join(escape(f"{a.get('date', '')} {a.get('time', '')}".strip()) for a in alternatives[:4])
         parts.append(f'<p class="alternatives">{escape(words["alternatives"])}: {times}</p>')
     if not view:
@@ -149,7 +180,7 @@ def card_html(view: dict[str, Any] | None, restaurant_name: str, language: str =
     if view.get("deadline") and not view.get("ended"):
         footer.append(
             f'<span class="time-left">{escape(words["time_left"])} '
-            f'<span data-deadline="{int(view["deadline"])}"></span></span>'
+            f'<span data-deadline="{int(view["deadline"])}">{_time_left(view["deadline"])}</span></span>'
         )
     turns = [t for t in view.get("turns", []) if t.get("latency_ms") is not None]
     if turns:

@@ -43,8 +43,8 @@ from components.engines.pipeline.settings import PipelineSettings
 from components.engines.pipeline.vad import BARGE_IN_SPEECH_S, TELEPHONE_ALGO, TELEPHONE_VAD, SileroVAD
 from components.engines.playout import SAMPLE_RATE, Playout
 from components.restaurant.config import RestaurantConfig
-from components.restaurant.store import ReservationStore
 from components.settings import AgentSettings
+from components.store.reservations import ReservationStore
 
 log = logging.getLogger(__name__)
 
@@ -160,12 +160,12 @@ class PipelineHandler(ReplyOnPause):
 
     async def shutdown(self) -> None:
         self._shutting_down = True
-        self.call.stop()
         if self._turn_task is not None:
             self._turn_task.cancel()
         self.playout.clear()
         if self._client is not None:
             await self._client.close()
+        await self.call.close()
 
     def _on_loop(self, coroutine: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()

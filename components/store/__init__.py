@@ -1,0 +1,6 @@
+"""Where bookings live: SQLite by default, PostgreSQL for replicas, with the same guarantees on both.
+
+`ReservationStore` books, changes and cancels (capacity decided in one transaction), and holds the callback
+requests and the audit log; `database` says where the data is and how each backend locks; `schema` holds the
+tables and their versioned migrations.
+"""

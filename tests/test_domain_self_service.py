@@ -1,0 +1,255 @@
+"""A guest's own booking through the tools: looking it up, changing it, cancelling it, the restaurant's facts,
+callback requests and phone numbers. Each test is a short exchange of tool calls against a real SQLite store."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from components.restaurant.config import DEFAULT_CONFIG_PATH, load_config
+from components.restaurant.lookup import Caller
+from components.restaurant.session import ReservationSession
+from components.restaurant.tools import run_tool
+from components.store.reservations import ReservationStore
+from tests.domain_fixtures import jst
+
+CONFIG = load_config(DEFAULT_CONFIG_PATH)
+NOW = jst(2026, 4, 20, 9, 0)
+DAY = "2026-04-21"
+
+
+@pytest.fixture
+def store(tmp_path) -> ReservationStore:
+    return ReservationStore(tmp_path / "reservations.db")
+
+
+def new_call(store: ReservationStore, language: str = "en", now=NOW, **options) -> ReservationSession:
+    return ReservationSession(CONFIG, store, language, clock=lambda: now, **options)
+
+
+def call(session: ReservationSession, name: str, arguments: dict | None = None) -> dict:
+    result = run_tool(session, name, json.dumps(arguments or {}))
+    json.dumps(result)  # every result is JSON-able
+    return result
+
+
+def codes(result: dict) -> list[str]:
+    return [problem["code"] for problem in result["problems"]]
+
+
+def book(
+    store: ReservationStore, name: str = "山田 太郎", hour: int = 19, phone: str | None = None, day=DAY, now=NOW
+) -> str:
+    session = new_call(store, now=now)
+    fields = {"guest_name": name, "date": day, "time": f"{hour}:00", "party_size": 2}
+    call(session, "update_reservation", {**fields, **({"phone": phone} if phone else {})})
+    return call(session, "confirm_reservation")["booking_id"]
+
+
+def test_a_wrong_name_is_not_found_and_shows_nothing_then_the_right_one_is(store) -> None:
+    booking_id = book(store)
+    session = new_call(store)
+
+    miss = call(session, "find_reservation", {"booking_id": booking_id, "guest_name": "Suzuki"})
+
+    assert codes(miss) == ["not_found"]
+    assert miss["problems"][0]["message"] == "No booking was found for that number and name."
+    assert "山田" not in json.dumps(miss, ensure_ascii=False) and DAY not in json.dumps(miss)
+    assert (miss["mode"], miss["changing"]) == ("new", None)
+
+    spoken = booking_id.lower().replace("-", " ")  # "as 7k3q", as a recogniser writes it down
+    found = call(session, "find_reservation", {"booking_id": spoken, "guest_name": "山田太郎 様"})
+
+    assert codes(found) == []
+    assert (found["mode"], found["changing"], found["booking_id"]) == ("change", booking_id, None)
+    assert found["reservation"] == {
+        "guest_name": "山田 太郎",
+        "date": DAY,
+        "time": "19:00",
+        "party_size": 2,
+        "requests": None,
+        "phone": None,
+    }
+    assert found["status"] == "ready"
+
+
+@pytest.mark.parametrize(
+    ("booked_as", "spelling"),
+    [("Yamada", "yamada-san"), ("Yamada", "Mr. Yamada"), ("Yamada", "ＹＡＭＡＤＡ"), ("ヤマダ", "やまだ さん")],
+)
+def test_names_are_compared_as_a_person_would(store, booked_as, spelling) -> None:
+    booking_id = book(store, name=booked_as)
+    found = call(new_call(store), "find_reservation", {"booking_id": booking_id, "guest_name": spelling})
+    assert found["changing"] == booking_id
+
+
+def test_three_misses_lock_lookups_on_this_call_even_a_correct_one(store) -> None:
+    booking_id = book(store)
+    session = new_call(store)
+    for guess in ("AS-2222", "AS-3333", "AS-4444"):
+        assert codes(call(session, "find_reservation", {"booking_id": guess, "guest_name": "山田 太郎"})) == [
+            "not_found"
+        ]
+
+    locked = call(session, "find_reservation", {"booking_id": booking_id, "guest_name": "山田 太郎"})
+
+    assert codes(locked) == ["lookup_locked"]
+    assert locked["changing"] is None
+    assert codes(call(new_call(store), "find_reservation", {"booking_id": booking_id, "guest_name": "山田 太郎"})) == []
+
+
+def test_a_change_to_a_closed_day_is_refused_then_a_valid_change_is_stored_under_the_same_id(store) -> None:
+    december = jst(2026, 12, 20, 9, 0)
+    booking_id = book(store, day="2026-12-29", now=december)
+    for guest in range(CONFIG.tables - 1):  # every other table at 19:00 is taken too
+        book(store, name=f"Guest {guest}", day="2026-12-29", now=december)
+    session = new_call(store, now=december)
+    call(session, "find_reservation", {"booking_id": booking_id, "guest_name": "山田 太郎"})
+
+    closed = call(session, "update_reservation", {"date": "2026-12-31"})
+    assert codes(closed) == ["closed_day"]
+    assert closed["reservation"]["date"] == "2026-12-29"  # refused: the draft keeps the booked date
+    assert closed["alternatives"]
+
+    moved = call(session, "update_reservation", {"date": "2026-12-29", "time": "19:30", "party_size": 3})
+    assert codes(moved) == [] and moved["status"] == "ready"  # its own table does not count against it
+    done = call(session, "confirm_reservation")
+
+    assert (done["status"], done["booking_id"]) == ("confirmed", booking_id)
+    row = store.get(booking_id)
+    assert (row["date"], row["time"], row["party_size"], row["status"]) == ("2026-12-29", "19:30", 3, "confirmed")
+    assert store.count() == CONFIG.tables
+    assert codes(call(session, "update_reservation", {"party_size": 4})) == ["already_confirmed"]
+    assert session.touched == {booking_id}
+
+
+def test_a_cancellation_frees_the_last_table_for_another_caller(store) -> None:
+    ids = [book(store, name=f"Guest {n}") for n in range(CONFIG.tables)]
+    other = new_call(store)
+    full = call(other, "update_reservation", {"guest_name": "Latecomer", "date": DAY, "time": "19:00", "party_size": 2})
+    assert codes(full) == ["fully_booked"]
+
+    session = new_call(store)
+    assert codes(call(session, "cancel_reservation")) == ["no_booking_found"]  # nothing looked up yet
+    call(session, "find_reservation", {"booking_id": ids[3], "guest_name": "guest 3"})
+    cancelled = call(session, "cancel_reservation")
+
+    assert (cancelled["status"], cancelled["booking_id"]) == ("cancelled", ids[3])
+    assert store.get(ids[3])["status"] == "cancelled"
+    assert codes(call(session, "cancel_reservation")) == ["already_cancelled"]
+    assert codes(call(other, "update_reservation", {"time": "19:00"})) == []  # the table is free again at once
+    assert call(other, "confirm_reservation")["status"] == "confirmed"
+    again = call(new_call(store), "find_reservation", {"booking_id": ids[3], "guest_name": "Guest 3"})
+    assert codes(again) == ["already_cancelled"] and again["changing"] is None
+
+
+def test_a_question_answered_from_the_facts_and_one_they_do_not_cover_ending_in_a_callback(store) -> None:
+    session = new_call(store)
+
+    menu = call(session, "get_restaurant_info", {"topic": "menu"})
+    assert codes(menu) == [] and menu["answer"] == CONFIG.facts["menu"].en
+
+    parking = call(session, "get_restaurant_info", {"topic": "parking"})  # left empty by the owner
+    assert codes(parking) == ["not_in_facts"] and parking["answer"] is None
+    assert codes(call(session, "get_restaurant_info", {"topic": "wifi"})) == ["not_in_facts"]
+
+    missing = call(session, "request_callback", {"request": "Is there parking nearby?"})
+    assert codes(missing) == ["missing_field"] and missing["problems"][0]["field"] == "phone"
+    result = call(
+        session, "request_callback", {"guest_name": "Smith", "phone": "090-1234-5678", "request": "Is there parking?"}
+    )
+
+    assert codes(result) == [] and result["callback_requested"] is True
+    (request,) = store.callbacks.listed()
+    assert (request["guest_name"], request["phone"], request["request"]) == (
+        "Smith",
+        "09012345678",
+        "Is there parking?",
+    )
+    assert (request["status"], request["source"], request["language"]) == ("open", "web", "en")
+
+
+def test_a_party_of_six_is_refused_and_ends_in_a_callback_request(store) -> None:
+    session = new_call(store, language="ja")
+    refused = call(session, "update_reservation", {"guest_name": "佐藤", "date": DAY, "time": "19:00", "party_size": 6})
+    assert codes(refused) == ["party_too_large"]
+
+    result = call(session, "request_callback", {"phone": "03-1234-5678", "request": "6名で4月21日19時の予約希望"})
+
+    assert result["callback_requested"] is True
+    (request,) = store.callbacks.listed()
+    assert (request["guest_name"], request["phone"], request["language"]) == ("佐藤", "0312345678", "ja")
+    assert store.count() == 0
+
+
+def test_a_phone_call_books_with_the_callers_number_shown_masked(store) -> None:
+    session = new_call(store, source="phone", caller=Caller("+819012345678", verified=True))
+    result = call(
+        session, "update_reservation", {"guest_name": "Tanaka", "date": DAY, "time": "18:00", "party_size": 2}
+    )
+    assert result["reservation"]["phone"] == "••••••••5678"
+    booking_id = call(session, "confirm_reservation")["booking_id"]
+
+    row = store.get(booking_id)
+    assert (row["phone"], row["source"]) == ("+819012345678", "phone")
+    assert call(session, "request_callback", {"request": "allergy question"})["callback_requested"]
+    assert store.callbacks.listed()[0]["phone"] == "+819012345678"
+
+
+def test_on_a_verified_phone_line_the_callers_number_stands_in_for_the_name(store) -> None:
+    booking_id = book(store, name="Tanaka", phone="090-1234-5678")
+    caller = Caller("+819012345678", verified=True)
+
+    found = call(new_call(store, source="phone", caller=caller), "find_reservation", {"booking_id": booking_id})
+    assert found["changing"] == booking_id
+
+    unverified = new_call(store, source="phone", caller=Caller("+819012345678", verified=False))
+    assert codes(call(unverified, "find_reservation", {"booking_id": booking_id})) == ["not_found"]
+    stranger = new_call(store, source="phone", caller=Caller("+819099999999", verified=True))
+    assert codes(call(stranger, "find_reservation", {"booking_id": booking_id})) == ["not_found"]
+
+
+def test_a_guest_may_give_a_phone_number_or_decline_it(store) -> None:
+    session = new_call(store)
+    assert codes(call(session, "update_reservation", {"phone": "call me maybe"})) == ["invalid_phone"]
+    given = call(session, "update_reservation", {"phone": "+81 3-1234-5678"})
+    assert given["reservation"]["phone"] == "•••••••5678"
+    declined = call(session, "update_reservation", {"phone": ""})
+    assert declined["reservation"]["phone"] is None and codes(declined) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "arguments"),
+    [
+        ("find_reservation", "{"),
+        ("find_reservation", {"guest_name": "x"}),
+        ("find_reservation", {"booking_id": 42}),
+        ("request_callback", {"request": "x" * 400, "phone": "0312345678"}),
+        ("request_callback", {"phone": "0312345678", "request": "x", "when": "now"}),
+        ("get_restaurant_info", []),
+    ],
+)
+def test_malformed_arguments_to_the_new_tools_become_problems(store, name, arguments) -> None:
+    result = run_tool(new_call(store), name, arguments if isinstance(arguments, str) else json.dumps(arguments))
+    assert result["problems"], result
+    assert set(result) >= {"status", "mode", "reservation", "missing", "problems", "booking_id", "alternatives"}
+    assert store.callbacks.listed() == []
+
+
+def test_a_booking_made_earlier_on_this_call_can_be_looked_up_and_changed(store) -> None:
+    session = new_call(store)
+    call(session, "update_reservation", {"guest_name": "Kato", "date": DAY, "time": "12:00", "party_size": 2})
+    booking_id = call(session, "confirm_reservation")["booking_id"]
+    call(session, "find_reservation", {"booking_id": booking_id, "guest_name": "kato"})
+    call(session, "update_reservation", {"time": "12:30"})
+    assert call(session, "confirm_reservation")["booking_id"] == booking_id
+    assert store.get(booking_id)["time"] == "12:30" and store.count() == 1
+
+
+def test_an_old_booking_cannot_be_cancelled_after_it_started(store) -> None:
+    booking_id = book(store)
+    later = ReservationSession(CONFIG, store, "en", clock=lambda: jst(2026, 4, 21, 19, 30))
+    call(later, "find_reservation", {"booking_id": booking_id, "guest_name": "山田 太郎"})
+    assert codes(call(later, "cancel_reservation"))[0] == "in_past"
+    assert store.get(booking_id)["status"] == "confirmed"
