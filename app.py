@@ -29,6 +29,8 @@ ASSETS = Path(__file__).parent / "assets"
 config = load_config()
 settings = AgentSettings.from_env()
 store = ReservationStore()
+if store_warning := store.db.warning():  # a Space without persistent storage or DATABASE_URL
+    print(store_warning, flush=True)
 has_env_key = bool(os.environ.get("OPENAI_API_KEY", "").strip())
 # Two voice engines behind the same rules, transcript and card; each call uses the one picked in Settings.
 handlers = {"realtime": RealtimeHandler(config, store, settings), "pipeline": PipelineHandler(config, store, settings)}

@@ -11,6 +11,7 @@ import re
 import sqlite3
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -374,3 +375,27 @@ def test_a_first_release_database_is_migrated_in_place_and_loses_nothing(locatio
         versions = connection.exec_driver_sql("SELECT version FROM schema_version ORDER BY version").scalars().all()
     assert versions == [1, 2, 3]
     assert ReservationStore(location).get(new_id)["status"] == "confirmed"  # a restart migrates nothing twice
+
+
+def test_on_a_space_bookings_go_to_persistent_storage_and_otherwise_the_owner_is_warned(tmp_path, monkeypatch):
+    """`/data` is where a Space mounts persistent storage; the test makes one (as CI's root) if there is none."""
+    for name in ("DATABASE_URL", "RESERVATIONS_DB"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SPACE_ID", "owner/voicebot")
+    data = Path("/data")
+    made = not data.exists()
+    if made:
+        data.mkdir()
+    try:
+        store = ReservationStore()
+        assert store.path == data / "reservations.db"
+        assert store.db.persistent and store.db.warning() is None
+    finally:
+        if made:
+            data.rmdir()
+    local = ReservationStore(tmp_path / "reservations.db")
+    assert not local.db.persistent
+    assert "will be lost when the Space restarts" in local.db.warning() and "DATABASE_URL" in local.db.warning()
+    assert ReservationStore(postgres.server().url()).db.warning() is None
+    monkeypatch.delenv("SPACE_ID")
+    assert ReservationStore(tmp_path / "reservations.db").db.warning() is None  # not a Space: the owner's own disk

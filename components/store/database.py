@@ -47,6 +47,15 @@ _LOCK_SPACE = 0x5253  # first key of our advisory locks ("RS"); the second is th
 MIGRATION_LOCK = 0  # second key of the lock that migrations take
 
 
+EPHEMERAL_WARNING = (
+    "予約はこのSpaceの一時ディスク（{place}）に保存されています。Spaceの再起動・再ビルド・スリープで失われます。"
+    "Settings → Persistent storage を追加するか、Secret の DATABASE_URL に PostgreSQL を設定してください。\n"
+    "Bookings are kept on this Space's temporary disk ({place}) and will be lost when the Space restarts, is "
+    "rebuilt or sleeps. Add persistent storage (Settings → Persistent storage) or set the secret DATABASE_URL to "
+    "a PostgreSQL database."
+)
+
+
 class StoreUnavailable(Exception):
     """The database could not be reached or did not answer in time; nothing was written."""
 
@@ -92,6 +101,10 @@ class Database:
         if self.backend != "sqlite" or not os.environ.get("SPACE_ID"):
             return True
         return self.path is not None and PERSISTENT_DIR in self.path.resolve().parents
+
+    def warning(self) -> str | None:
+        """What the owner must know about where bookings are kept, or None when they are safe."""
+        return None if self.persistent else EPHEMERAL_WARNING.format(place=self.describe())
 
     def describe(self) -> str:
         """Where bookings are kept, safe to log (no password)."""
