@@ -226,3 +226,65 @@ def no_traceback(page: Page) -> None:
     content = page.content()
     assert "Traceback" not in content, "the page shows a Python traceback"
     assert 'File "' not in content, "the page shows a Python stack frame"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The owner's console
+# --------------------------------------------------------------------------------------------------------------
+
+_TABLE_JS = """
+(id) => {
+  const tables = document.querySelectorAll(`#${id} table`);  // first a one-row copy Gradio measures with
+  const table = tables[tables.length - 1];
+  if (!table) return null;
+  const text = (cells) => [...cells].map((cell) => cell.innerText.trim());
+  return { head: text(table.querySelectorAll('thead th')), rows: [...table.querySelectorAll('tbody tr')]
+    .map((row) => text(row.querySelectorAll('td'))).filter((row) => row.some((cell) => cell)) };
+}
+"""
+
+
+def table(page: Page, elem_id: str) -> list[dict[str, str]]:
+    """A console table as one dict per row, keyed by the column titles ("お名前 / Name", ...)."""
+    shown = page.evaluate(_TABLE_JS, elem_id)
+    if not shown:
+        return []
+    return [dict(zip(shown["head"], row, strict=False)) for row in shown["rows"]]
+
+
+def open_console(page: Page, password: str | None) -> None:
+    """Open the owner's tab and, given a password, sign in with it."""
+    page.get_by_role("tab", name="管理 / Owner").click()
+    if password is not None:
+        page.locator("#owner-password textarea, #owner-password input").first.fill(password)
+        page.click("#owner-sign-in")
+
+
+def wait_for_rows(
+    page: Page, elem_id: str, matches: Callable[[list[dict[str, str]]], bool], what: str, timeout_s: float = 20.0
+) -> list[dict[str, str]]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        rows = table(page, elem_id)
+        if matches(rows):
+            return rows
+        if time.monotonic() > deadline:
+            raise AssertionError(f"#{elem_id} never showed {what}; it shows {json.dumps(rows, ensure_ascii=False)}")
+        page.wait_for_timeout(200)
+
+
+def select_booking(page: Page, name: str, booking_id: str) -> None:
+    """Pick a booking in the console's table by its guest's name, and wait for its number in the form."""
+    page.locator("#owner-bookings").get_by_text(name, exact=True).last.click()  # the table on top
+    page.wait_for_function(
+        "(id) => document.querySelector('#owner-booking-id textarea, #owner-booking-id input')?.value === id",
+        arg=booking_id,
+        timeout=10_000,
+    )
+
+
+def show_bookings_from(page: Page, day: str) -> None:
+    """Set the console's first day and apply it."""
+    field = page.locator("#owner-day textarea, #owner-day input").first
+    field.fill(day)
+    field.press("Enter")

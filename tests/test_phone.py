@@ -31,6 +31,7 @@ import uvicorn
 from fastapi import FastAPI
 from fastrtc import WebRTC
 
+from components.console.access import OwnerAccess
 from components.engines.realtime import RealtimeHandler
 from components.phone.server import build_server
 from components.restaurant.config import RestaurantConfig, load_config
@@ -52,6 +53,9 @@ from tests.fake_realtime import (
 from tests.twilio_caller import TwilioCaller, incoming, new_sid, parse_twiml, signed_post
 
 KEY = "sk-test-phone"
+OWNER_PASSWORD = "owner-password-for-phone-tests"
+OWNER = OwnerAccess(password=OWNER_PASSWORD)
+FEED_TOKEN = OWNER.feed_token()
 pytestmark = pytest.mark.timeout(120)
 
 
@@ -145,16 +149,20 @@ def running_server(
         monkeypatch.setenv("OPENAI_BASE_URL", fake.base_url)
     agent = AgentSettings(**{"response_timeout_s": 5, **settings})
     handler = RealtimeHandler(config, store, agent)
-    app = build_server(handler, ui=small_ui(handler, agent), config=config, settings=agent, feed_wait_s=2.0)
+    app = build_server(
+        handler, ui=small_ui(handler, agent), config=config, settings=agent, feed_wait_s=2.0, access=OWNER
+    )
     with ServerThread(app) as server:
         yield server
 
 
 class FeedReader:
-    """Follows `/outputs` like an EventSource: every `data:` view, with the time it arrived."""
+    """Follows `/outputs` like an EventSource: every `data:` view, with the time it arrived. A phone call's feed
+    is the owner's: `token` goes in the `Authorization` header."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, token: str | None = FEED_TOKEN) -> None:
         self.url = url
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.views: list[tuple[float, dict]] = []
         self.ended = False
         self.status: int | None = None
@@ -170,7 +178,10 @@ class FeedReader:
         await asyncio.gather(self._task, return_exceptions=True)
 
     async def _read(self) -> None:
-        async with httpx.AsyncClient(timeout=None) as client, client.stream("GET", self.url) as response:
+        async with (
+            httpx.AsyncClient(timeout=None) as client,
+            client.stream("GET", self.url, headers=self.headers) as response,
+        ):
             self.status = response.status_code
             if response.status_code != 200:
                 return
@@ -640,10 +651,11 @@ def test_the_feed_follows_only_the_call_asked_for_and_checks_its_id(config, stor
     with FakeRealtimeServer(script, api_key=KEY, ms_per_char=15, min_audio_ms=300) as fake:
         with running_server(config, store, fake, phone_env, max_concurrent_calls=2) as server:
             feed_one, feed_two, late = asyncio.run(two_calls(server))
-            get = lambda query: httpx.get(f"{server.url}/outputs{query}", timeout=10)  # noqa: E731
+            get = lambda query, **headers: httpx.get(f"{server.url}/outputs{query}", headers=headers, timeout=10)  # noqa: E731
+            owner = {"Authorization": f"Bearer {FEED_TOKEN}"}
             missing, both = get(""), get("?webrtc_id=a&stream_id=b")
             malformed, too_long = get("?webrtc_id=../../etc"), get("?stream_id=" + "a" * 65)
-            unknown = get("?stream_id=MZ" + "0" * 32)
+            unknown = get("?stream_id=MZ" + "0" * 32, **owner)
 
     assert "Tanaka" in str(feed_one.lines("user"))
     assert feed_two.views and not any("Tanaka" in json.dumps(view) for _, view in feed_two.views)
@@ -651,6 +663,38 @@ def test_the_feed_follows_only_the_call_asked_for_and_checks_its_id(config, stor
     assert (missing.status_code, both.status_code) == (400, 400)
     assert (malformed.status_code, too_long.status_code) == (422, 422)
     assert unknown.status_code == 404
+
+
+def test_a_phone_calls_feed_is_refused_without_the_owners_token_and_streams_with_it(config, store, phone_env) -> None:
+    async def call(server: ServerThread) -> dict[str, Any]:
+        _, caller = start_call(server)
+        base = f"{server.url}/outputs"
+        async with caller:
+            await caller.until(lambda: caller.audible_ms() > 200, what="the greeting")
+            async with httpx.AsyncClient(timeout=10) as client:
+                refused = {
+                    "no token": await client.get(f"{base}?stream_id={caller.stream_sid}"),
+                    "wrong token": await client.get(
+                        f"{base}?stream_id={caller.stream_sid}", headers={"Authorization": "Bearer " + "0" * 64}
+                    ),
+                    "the other name": await client.get(f"{base}?webrtc_id={caller.stream_sid}"),
+                }
+            by_link = FeedReader(f"{base}?stream_id={caller.stream_sid}&token={FEED_TOKEN}", token=None)
+            by_header = FeedReader(f"{base}?webrtc_id={caller.stream_sid}")
+            async with by_link, by_header:
+                greeted = lambda feed: "AI-SHIFT" in str(feed.lines("assistant"))  # noqa: E731
+                await caller.until(lambda: greeted(by_link) and greeted(by_header), what="the owner's feeds")
+        return {"refused": refused, "by_link": by_link, "by_header": by_header}
+
+    with FakeRealtimeServer(Script(greet("Hello, this is AI-SHIFT.")), api_key=KEY, min_audio_ms=300) as fake:
+        with running_server(config, store, fake, phone_env) as server:
+            outcome = asyncio.run(call(server))
+
+    for why, response in outcome["refused"].items():
+        assert response.status_code == 401, why
+        assert "AI-SHIFT" not in response.text and response.headers["www-authenticate"] == "Bearer"
+    assert outcome["by_link"].status == 200 and outcome["by_header"].status == 200
+    assert "Hello, this is AI-SHIFT." in str(outcome["by_link"].lines("assistant"))
 
 
 async def webrtc_call(server: ServerThread, webrtc_id: str, via_ui: bool) -> Any:
@@ -728,6 +772,7 @@ def test_python_app_py_server_serves_the_ui_the_phone_line_and_the_feed(config, 
             "RESERVATIONS_DB": str(tmp_path / "reservations.db"),
             "TWILIO_AUTH_TOKEN": "",
             "PUBLIC_URL": "",
+            "OWNER_PASSWORD": OWNER_PASSWORD,
         }
         with AppProcess(APP, tmp_path / "logs", env=env, args=("--server",)) as app:
             page = httpx.get(app.url, timeout=10)

@@ -29,6 +29,7 @@ class _Feed:
     version: int = 0
     updated: float = field(default_factory=time.monotonic)
     closed_at: float | None = None
+    restricted: bool = False  # a phone call: only the owner may follow it
     waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = field(default_factory=set)
 
 
@@ -53,10 +54,16 @@ class CallFeed:
         self._feeds: dict[str, _Feed] = {}
         self._lock = threading.Lock()
 
-    def open(self, call_id: str) -> None:
+    def open(self, call_id: str, *, restricted: bool = False) -> None:
+        """Start a call's feed; a `restricted` one (a phone call) is for the owner only."""
         with self._lock:
             self._prune()
-            self._feeds.setdefault(call_id, _Feed())
+            self._feeds.setdefault(call_id, _Feed()).restricted = restricted
+
+    def restricted(self, call_id: str) -> bool:
+        with self._lock:
+            feed = self._feeds.get(call_id)
+            return feed is not None and feed.restricted
 
     def publish(self, call_id: str, outputs: Any) -> None:
         view = _payload(outputs)

@@ -8,7 +8,7 @@
     POST /webrtc/offer          fastrtc's WebRTC offer, for a custom page (language/voice optional)
     WS   /websocket/offer       fastrtc's raw WebSocket audio route: closed (`not_supported`), see `websocket_offer`
     GET  /outputs?webrtc_id=…   server-sent events: the call's transcript and card (`CallState.view()`) as JSON;
-         /outputs?stream_id=…   the same for a phone call (Twilio's streamSid, logged when the call starts)
+         /outputs?stream_id=…   the same for a phone call (its streamSid is logged), with the owner's token
     /                           the Gradio UI
 
 Every call, from the UI, the offer route or the phone, counts against one `max_concurrent_calls` limit.
@@ -34,6 +34,7 @@ from fastrtc import AdditionalOutputs, AsyncStreamHandler, Stream, WebRTC
 from fastrtc.stream import Body
 from pydantic import Field
 
+from components.console.access import OwnerAccess
 from components.phone.feed import CallFeed
 from components.phone.limits import CallLimiter, webrtc_components
 from components.phone.twilio import SID, PhoneLine
@@ -86,6 +87,7 @@ class VoicebotStream(Stream):
         server_rtc_configuration: dict[str, Any] | None = None,
         verify_twilio: bool = True,
         feed_wait_s: float = FEED_WAIT_S,
+        access: OwnerAccess | None = None,
     ) -> None:
         super().__init__(
             handler,
@@ -101,6 +103,7 @@ class VoicebotStream(Stream):
         self.settings = settings
         self.feed = CallFeed()
         self.feed_wait_s = feed_wait_s
+        self.access = access  # who may follow phone calls on `/outputs`
         self.limiter = CallLimiter(settings.max_concurrent_calls)
         self.limiter.watch(self)
         self.ui_components: list[WebRTC] = []
@@ -167,16 +170,32 @@ class VoicebotStream(Stream):
 
     async def outputs(
         self,
+        request: Request,
         webrtc_id: str | None = Query(default=None, max_length=64, pattern=SID.pattern),
         stream_id: str | None = Query(default=None, max_length=64, pattern=SID.pattern),
+        token: str | None = Query(default=None, max_length=128),
     ):
-        """Follow one call as server-sent events; the id is the capability, nothing else is listed."""
+        """Follow one call as server-sent events. A browser call's id is its capability (only the page that made
+        the call knows it); a phone call's id is logged, so its feed needs the owner's token, as a bearer header
+        or `token=` in the link."""
         ids = [value for value in (webrtc_id, stream_id) if value]
         if len(ids) != 1:
             return JSONResponse({"error": "give exactly one of webrtc_id or stream_id"}, status_code=400)
+        bearer = request.headers.get("authorization", "")
+        presented = bearer[7:].strip() if bearer.lower().startswith("bearer ") else token
+        owner = self.access is not None and self.access.opens_feed(presented)
+        refused = JSONResponse(
+            {"error": "a phone call's feed needs the owner's token (see the owner's console)"},
+            status_code=401,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+        if stream_id is not None and not owner:
+            return refused
         call_id = ids[0]
         if not await self.feed.wait_known(call_id, self.feed_wait_s):
             return JSONResponse({"error": "no such call"}, status_code=404)
+        if self.feed.restricted(call_id) and not owner:  # a phone call asked for by the other name
+            return refused
         if self.feed.subscribers(call_id) >= MAX_SUBSCRIBERS:
             return JSONResponse({"error": "too many followers for this call"}, status_code=429)
         return StreamingResponse(

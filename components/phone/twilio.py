@@ -65,7 +65,7 @@ SAY_VOICES = {"ja": ("ja-JP", "Polly.Mizuki"), "en": ("en-US", "Polly.Joanna")}
 
 
 class Feed(Protocol):
-    def open(self, call_id: str) -> None: ...
+    def open(self, call_id: str, *, restricted: bool = False) -> None: ...
     def publisher(self, call_id: str) -> Callable[[AdditionalOutputs], None]: ...
     def close(self, call_id: str) -> None: ...
 
@@ -290,7 +290,7 @@ class PhoneLine:
             caller = self._callers.pop(token, None) if held else None
         call.stream_handler.call.caller = caller
         self.calls[stream_sid] = call
-        self.feed.open(stream_sid)
+        self.feed.open(stream_sid, restricted=True)
         log.info("Phone call started; follow it at /outputs?stream_id=%s", stream_sid)
         return None
 

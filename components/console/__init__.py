@@ -1,0 +1,2 @@
+"""The owner's console: the bookings, the day's load, callback requests, changes and exports, for the
+restaurant only (`access` decides who that is)."""

@@ -1,0 +1,353 @@
+"""The owner's console: a tab of the app's page, in `python app.py` and `--server` alike.
+
+Signed in (see `access`), the owner sees the bookings from a chosen day on (filtered by status, searched by
+name or number, phone numbers masked unless asked for), the day's table load, the callback requests and the
+audit log; selects a booking to see the call that made it, change it (the same rules and capacity check as the
+agent, with a deliberate, recorded override of the party-size limit) or cancel it; adds a booking by hand; and
+exports the bookings shown as CSV or iCalendar. Every event is left out of Gradio's API (`api_name=False`)
+and checks the owner itself first, so a visitor, or an API client, gets nothing personal from any of them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import tempfile
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from components.console.access import OwnerAccess, client_address
+from components.console.views import audit_frame, bookings_csv, bookings_frame, callbacks_frame, load_frame
+from components.restaurant.calendar import bookings_calendar
+from components.restaurant.config import RestaurantConfig
+from components.restaurant.fields import Reservation, normalize_field
+from components.restaurant.problems import Code, FieldError, Problem
+from components.store.database import StoreUnavailable
+from components.store.reservations import BookingRefused, ReservationStore
+from components.web.render import chat_messages
+
+NOT_SET_UP = """
+### 管理画面を使うには / To open the owner's console
+Spaceの **Settings → Secrets** に `OWNER_PASSWORD` を追加するか、README の先頭に `hf_oauth: true` を書いて
+Hugging Face でサインインできるようにしてください（Spaceのオーナーと `OWNER_USERS` の人が入れます）。
+
+Add the secret `OWNER_PASSWORD` under the Space's **Settings → Secrets**, or put `hf_oauth: true` in the README's
+front matter to sign in with Hugging Face (the Space's owner and the users in `OWNER_USERS` may).
+"""
+WRONG = "パスワードが違います。/ That password is not right."
+UNAVAILABLE = "予約データベースに接続できません。/ The booking database cannot be reached right now."
+STATUSES = [("すべて / All", ""), ("確定 / Confirmed", "confirmed"), ("取り消し / Cancelled", "cancelled")]
+FORM = ("guest_name", "date", "time", "party_size", "requests", "phone")
+
+
+@contextlib.contextmanager
+def private_events() -> Iterator[None]:
+    """Gradio 5.50 keeps an event out of its API only with `api_name=False`, and warns that Gradio 6 will spell it
+    `api_visibility="private"`, which 5.50 does not know yet: that one warning, and only it, is silenced."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Setting 'api_name=False'", category=DeprecationWarning)
+        yield
+
+
+def _problems(problems: list[Problem]) -> str:
+    return "\n".join(f"- {problem.message('ja')} / {problem.message('en')}" for problem in problems)
+
+
+class Console:
+    """The console's components and events (built inside the app's `gr.Blocks`)."""
+
+    def __init__(self, config: RestaurantConfig, store: ReservationStore, access: OwnerAccess) -> None:
+        self.config = config
+        self.store = store
+        self.access = access
+        self._exports = Path(tempfile.mkdtemp(prefix="voicebot-console-"))
+
+    def today(self) -> str:
+        return dt.datetime.now(self.config.tz).date().isoformat()
+
+    # ---- the page ----------------------------------------------------------------------------------
+
+    def build(self, page: gr.Blocks) -> None:
+        """Add the console to `page` (inside its `with` block)."""
+        if not self.access.configured:
+            gr.Markdown(NOT_SET_UP, elem_id="owner-not-set-up")
+            return
+        token = gr.State(None)
+        with gr.Column(elem_id="owner-sign-in-box") as signed_out:
+            gr.Markdown("### 管理画面 / Owner console")
+            if self.access.oauth:
+                gr.LoginButton("Hugging Face でサインイン / Sign in with Hugging Face")
+            if self.access.password:
+                password = gr.Textbox(label="パスワード / Password", type="password", elem_id="owner-password")
+                sign_in = gr.Button("サインイン / Sign in", variant="primary", elem_id="owner-sign-in")
+            status = gr.Markdown(elem_id="owner-status")
+        with gr.Column(visible=False, elem_id="owner-console") as signed_in:
+            who = gr.Markdown()
+            warning = self.store.db.warning()  # where bookings are kept, if they would be lost on a restart
+            gr.Markdown(f"⚠️ {warning}" if warning else "", visible=bool(warning), elem_id="owner-storage-warning")
+            with gr.Row(equal_height=False):
+                day = gr.Textbox(self.today, label="この日から / From (YYYY-MM-DD)", elem_id="owner-day", min_width=160)
+                status_filter = gr.Dropdown(STATUSES, value="", label="状態 / Status", min_width=160)
+                search = gr.Textbox(label="名前・予約番号 / Name or number", elem_id="owner-search", min_width=160)
+                show_phone = gr.Checkbox(label="電話番号を表示 / Show phone numbers", min_width=160)
+            refresh = gr.Button("更新 / Refresh", size="sm", elem_id="owner-refresh")
+            bookings = gr.Dataframe(interactive=False, wrap=True, elem_id="owner-bookings", label="予約 / Bookings")
+            with gr.Row():
+                csv = gr.DownloadButton("CSV", size="sm", elem_id="owner-csv")
+                ics = gr.DownloadButton("カレンダー / Calendar (.ics)", size="sm", elem_id="owner-ics")
+            load = gr.LinePlot(
+                x="time", y="tables", color="series", label="この日の席の埋まり / Tables in use that day",
+                y_title="席 / tables", x_title="時刻 / time", elem_id="owner-load", height=260,
+            )  # fmt: skip
+            result = gr.Markdown(elem_id="owner-result")
+            with gr.Accordion("選んだ予約 / Selected booking", elem_id="owner-selected"):
+                booking_id = gr.Textbox(label="予約番号 / Booking number", elem_id="owner-booking-id")
+                edit = self._form("owner-edit")
+                override = gr.Checkbox(
+                    label="人数の上限を超えて受ける / Take a party over the limit", elem_id="owner-override"
+                )
+                reason = gr.Textbox(label="理由 / Why", elem_id="owner-override-reason")
+                with gr.Row():
+                    save = gr.Button("変更を保存 / Save change", elem_id="owner-save")
+                    cancel = gr.Button("予約を取り消す / Cancel booking", variant="stop", elem_id="owner-cancel")
+                transcript = gr.Chatbot(
+                    type="messages", label="通話の記録 / The call", height=300, elem_id="owner-call"
+                )
+            with gr.Accordion("予約を追加 / Add a booking (walk-in, the shop's phone)", open=False):
+                new = self._form("owner-new")
+                add = gr.Button("予約を追加 / Add booking", elem_id="owner-add")
+            callbacks = gr.Dataframe(
+                interactive=False, wrap=True, elem_id="owner-callbacks", label="折り返し / Callbacks"
+            )
+            with gr.Row():
+                callback_id = gr.Number(
+                    None, label="No.", precision=0, minimum=1, elem_id="owner-callback-id", min_width=120
+                )
+                done = gr.Button("対応済みにする / Mark done", size="sm", elem_id="owner-callback-done")
+            audit = gr.Dataframe(interactive=False, wrap=True, elem_id="owner-audit", label="操作の記録 / Audit log")
+            feed = gr.Markdown(elem_id="owner-feed")
+            sign_out = gr.Button("サインアウト / Sign out", size="sm")
+
+        filters = [token, day, status_filter, search, show_phone]
+        data = [result, bookings, load, callbacks, audit, csv, ics]
+        shown = [signed_out, signed_in, who, feed, *data]
+        hidden: dict[str, Any] = {"api_name": False, "show_progress": "hidden"}
+        with private_events():
+            if self.access.password:
+                for trigger in (sign_in.click, password.submit):
+                    trigger(self.sign_in, [password, *filters[1:]], [token, status, password, *shown], **hidden)
+            opening = [refresh.click, day.submit, search.submit, status_filter.change, show_phone.change]
+            if self.access.oauth:  # a Hugging Face sign-in is in the session when the page comes back from the Hub
+                opening.append(page.load)
+            gr.on(opening, self.open, filters, shown, trigger_mode="always_last", **hidden)
+            bookings.select(self.select, [token, bookings], [booking_id, *edit, override, reason, transcript], **hidden)
+            save.click(self.change, [*filters, booking_id, *edit, override, reason], data, **hidden)
+            cancel.click(self.cancel, [*filters, booking_id], data, **hidden)
+            add.click(self.add, [*filters, *new, override, reason], data, **hidden)
+            done.click(self.mark_done, [*filters, callback_id], data, **hidden)
+            sign_out.click(self.sign_out, [token], [token, *shown], **hidden)
+
+    @staticmethod
+    def _form(prefix: str) -> list[gr.components.Component]:
+        with gr.Row(equal_height=False):
+            fields = [
+                gr.Textbox(label="お名前 / Name", elem_id=f"{prefix}-name", min_width=160),
+                gr.Textbox(label="日付 / Date (YYYY-MM-DD)", elem_id=f"{prefix}-date", min_width=140),
+                gr.Textbox(label="時間 / Time (HH:MM)", elem_id=f"{prefix}-time", min_width=120),
+                gr.Number(None, label="人数 / Party", precision=0, minimum=1, elem_id=f"{prefix}-party", min_width=100),
+                gr.Textbox(label="ご要望 / Requests", elem_id=f"{prefix}-requests", min_width=160),
+                gr.Textbox(label="電話 / Phone", elem_id=f"{prefix}-phone", min_width=140),
+            ]
+        return fields
+
+    # ---- events (each checks the owner first) ------------------------------------------------------
+
+    async def sign_in(
+        self, attempt: str, day: str, status: str, search: str, show_phone: bool, request: gr.Request
+    ) -> tuple:
+        token = await self.access.sign_in(attempt, client_address(request))
+        if token is None:
+            return (None, WRONG, "", *self._signed_out())
+        return (token, "", "", *self._shown("password", day, status, search, show_phone))
+
+    def open(self, token: str | None, day: str, status: str, search: str, show_phone: bool, request: gr.Request):
+        owner = self.access.owner(token, request)
+        return self._shown(owner, day, status, search, show_phone) if owner else self._signed_out()
+
+    def sign_out(self, token: str | None) -> tuple:
+        self.access.sign_out(token)
+        return (None, *self._signed_out())
+
+    def select(self, token: str | None, table: Any, event: gr.SelectData, request: gr.Request) -> tuple:
+        """A row picked in the bookings table: its details into the form, and the call that made it."""
+        blank = ("", "", "", "", None, "", "", False, "", [])
+        if not self.access.owner(token, request) or table is None or not len(table):
+            return blank
+        row_index = event.index[0] if isinstance(event.index, list | tuple) else event.index
+        try:
+            booking_id = str(table.iloc[int(row_index)]["予約番号 / Booking"])
+            row = self.store.get(booking_id)
+            view = self.store.transcript(booking_id)
+        except (IndexError, KeyError, ValueError, StoreUnavailable):
+            return blank
+        if row is None:
+            return blank
+        values = [
+            row["guest_name"],
+            row["date"],
+            row["time"],
+            row["party_size"],
+            row["requests"] or "",
+            row["phone"] or "",
+        ]
+        return (booking_id, *values, False, "", chat_messages(view) if view else [])
+
+    def change(self, token, day, status, search, show_phone, booking_id, *form_and_override, request: gr.Request):
+        owner = self.access.owner(token, request)
+        if not owner:
+            return self._nothing()
+        *form, override, reason = form_and_override
+        reservation, problems = self._reservation(form)
+        if problems:
+            return self._data(day, status, search, show_phone, _problems(problems))
+        note = self._override(owner, override, reason)
+        message = self._write(
+            lambda now: self.store.change(
+                booking_id or "", reservation, self.config, now, actor=f"owner:{owner}", override=note
+            ),
+            f"{(booking_id or '').upper()} を変更しました。/ Booking {(booking_id or '').upper()} changed.",
+        )
+        return self._data(day, status, search, show_phone, message)
+
+    def cancel(self, token, day, status, search, show_phone, booking_id, request: gr.Request):
+        owner = self.access.owner(token, request)
+        if not owner:
+            return self._nothing()
+        booking = (booking_id or "").strip().upper()
+        message = self._write(
+            lambda now: self.store.cancel(booking, now, actor=f"owner:{owner}"),
+            f"{booking} を取り消しました。席は再び予約できます。/ {booking} cancelled; its table is free again.",
+        )
+        return self._data(day, status, search, show_phone, message)
+
+    def add(self, token, day, status, search, show_phone, *form_and_override, request: gr.Request):
+        owner = self.access.owner(token, request)
+        if not owner:
+            return self._nothing()
+        *form, override, reason = form_and_override
+        reservation, problems = self._reservation(form)
+        if problems:
+            return self._data(day, status, search, show_phone, _problems(problems))
+        note = self._override(owner, override, reason)
+        made: list[str] = []
+        message = self._write(
+            lambda now: made.append(
+                self.store.book(reservation, self.config, now, source="owner", actor=f"owner:{owner}", override=note)
+            ),
+            "予約を追加しました。/ Booking added.",
+        )
+        if made:
+            message = f"{made[0]} を追加しました。/ Booking {made[0]} added."
+        return self._data(day, status, search, show_phone, message)
+
+    def mark_done(self, token, day, status, search, show_phone, callback_id, request: gr.Request):
+        owner = self.access.owner(token, request)
+        if not owner:
+            return self._nothing()
+        try:
+            done = callback_id is not None and self.store.callbacks.mark_done(
+                int(callback_id), dt.datetime.now(dt.UTC), actor=f"owner:{owner}"
+            )
+        except StoreUnavailable:
+            return self._data(day, status, search, show_phone, UNAVAILABLE)
+        message = (
+            "対応済みにしました。/ Marked done."
+            if done
+            else "その番号の未対応の依頼はありません。/ No open request has that number."
+        )
+        return self._data(day, status, search, show_phone, message)
+
+    # ---- helpers -----------------------------------------------------------------------------------
+
+    def _write(self, write: Any, success: str) -> str:
+        try:
+            write(dt.datetime.now(dt.UTC))
+        except BookingRefused as refused:
+            return _problems(refused.problems)
+        except StoreUnavailable:
+            return UNAVAILABLE
+        return success
+
+    def _reservation(self, form: list[Any]) -> tuple[Reservation, list[Problem]]:
+        values: dict[str, Any] = {}
+        problems: list[Problem] = []
+        for name, raw in zip(FORM, form, strict=True):
+            if raw in (None, "") and name in ("requests", "phone"):
+                continue
+            try:
+                values[name] = normalize_field(name, int(raw) if name == "party_size" and raw is not None else raw)
+            except (FieldError, ValueError) as error:
+                problems.append(error.problem if isinstance(error, FieldError) else Problem(Code.INVALID_PARTY_SIZE))
+        return Reservation(**values), problems
+
+    @staticmethod
+    def _override(owner: str, override: bool, reason: str) -> str | None:
+        if not override:
+            return None
+        return f"party size limit set aside by {owner}: {(reason or '').strip() or 'no reason given'}"
+
+    def _shown(self, owner: str, day: str, status: str, search: str, show_phone: bool) -> tuple:
+        how = "パスワード / the password" if owner == "password" else f"Hugging Face: {owner}"
+        who = f"サインイン中 / Signed in with **{how}**"
+        token = self.access.feed_token()
+        feed = (
+            "電話の通話をリアルタイムで追う / Follow a phone call live: `GET /outputs?stream_id=<id>` with the "
+            f"header `Authorization: Bearer {token}` (or `&token=` in the link); the id is logged when a call starts."
+            if token
+            else ""
+        )
+        return (
+            gr.update(visible=False),
+            gr.update(visible=True),
+            who,
+            feed,
+            *self._data(day, status, search, show_phone),
+        )
+
+    def _signed_out(self) -> tuple:
+        return (gr.update(visible=True), gr.update(visible=False), "", "", *self._nothing())
+
+    def _nothing(self) -> tuple:
+        return ("", None, None, None, None, None, None)
+
+    def _data(self, day: str, status: str, search: str, show_phone: bool, message: str = "") -> tuple:
+        """Everything the signed-in console shows, for the filters given."""
+        try:
+            first = dt.date.fromisoformat((day or "").strip())
+        except ValueError:
+            first = dt.date.fromisoformat(self.today())
+        try:
+            rows = self.store.bookings_from(first, status=status or None, search=search)
+            around = self.store.bookings_from(first - dt.timedelta(days=1), until=first, status="confirmed")
+            callbacks = self.store.callbacks.listed()
+            audit = self.store.audit.entries()
+        except StoreUnavailable:
+            return (UNAVAILABLE, None, None, None, None, None, None)
+        stem = f"bookings-{first.isoformat()}"
+        folder = Path(tempfile.mkdtemp(dir=self._exports))
+        csv_path, ics_path = folder / f"{stem}.csv", folder / f"{stem}.ics"
+        csv_path.write_bytes(bookings_csv(rows, show_phone))
+        ics_path.write_bytes(bookings_calendar(rows, self.config, self.config.default_language))
+        return (
+            message,
+            bookings_frame(rows, self.config, show_phone),
+            load_frame(around, first, self.config),
+            callbacks_frame(callbacks, self.config, show_phone),
+            audit_frame(audit, self.config),
+            str(csv_path),
+            str(ics_path),
+        )

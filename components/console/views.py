@@ -1,0 +1,147 @@
+"""What the owner's console shows, as plain data: tables of bookings, callbacks and the audit log, the day's
+table load, and the exports (CSV for a spreadsheet or a POS, iCalendar for a calendar).
+
+Pure functions of store rows and the config, so the page and the tests read the same thing. Times are shown
+on the restaurant's clock; phone numbers are masked unless the owner asks to see them.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import pandas as pd
+
+from components.restaurant.config import RestaurantConfig
+from components.restaurant.fields import mask_phone
+from components.restaurant.rules import opening
+
+BOOKING_COLUMNS = {
+    "date": "日付 / Date",
+    "time": "時間 / Time",
+    "guest_name": "お名前 / Name",
+    "party_size": "人数 / Party",
+    "requests": "ご要望 / Requests",
+    "phone": "電話 / Phone",
+    "source": "経路 / Source",
+    "status": "状態 / Status",
+    "booking_id": "予約番号 / Booking",
+    "created_at": "受付 / Made",
+    "override": "特例 / Override",
+}
+CALLBACK_COLUMNS = {
+    "id": "No.",
+    "created_at": "受付 / Received",
+    "guest_name": "お名前 / Name",
+    "phone": "電話 / Phone",
+    "request": "ご用件 / Request",
+    "source": "経路 / Source",
+    "status": "状態 / Status",
+    "done_by": "対応 / Done by",
+}
+AUDIT_COLUMNS = {
+    "at": "日時 / When",
+    "actor": "誰が / Who",
+    "action": "操作 / What",
+    "booking_id": "予約番号 / Booking",
+}
+CSV_FIELDS = ("booking_id", "date", "time", "guest_name", "party_size", "requests", "phone", "source", "status")
+LOAD_SERIES = ("予約で使用中 / Tables in use", "席数 / Tables")
+
+
+def local_stamp(stamp: str | None, config: RestaurantConfig) -> str:
+    """A stored UTC time as the restaurant's wall clock, to the minute."""
+    if not stamp:
+        return ""
+    return dt.datetime.fromisoformat(stamp).astimezone(config.tz).strftime("%Y-%m-%d %H:%M")
+
+
+def bookings_frame(rows: Iterable[Mapping[str, Any]], config: RestaurantConfig, show_phone: bool) -> pd.DataFrame:
+    records = [
+        {
+            **{key: row.get(key) for key in BOOKING_COLUMNS},
+            "phone": (row.get("phone") or "") if show_phone else (mask_phone(row.get("phone")) or ""),
+            "requests": row.get("requests") or "",
+            "override": row.get("override") or "",
+            "created_at": local_stamp(row.get("created_at"), config),
+        }
+        for row in rows
+    ]
+    return pd.DataFrame(records, columns=list(BOOKING_COLUMNS)).rename(columns=BOOKING_COLUMNS)
+
+
+def callbacks_frame(rows: Iterable[Mapping[str, Any]], config: RestaurantConfig, show_phone: bool) -> pd.DataFrame:
+    records = [
+        {
+            **{key: row.get(key) or "" for key in CALLBACK_COLUMNS},
+            "created_at": local_stamp(row["created_at"], config),
+            "phone": row["phone"] if show_phone else mask_phone(row["phone"]),
+        }
+        for row in rows
+    ]
+    return pd.DataFrame(records, columns=list(CALLBACK_COLUMNS)).rename(columns=CALLBACK_COLUMNS)
+
+
+def audit_frame(rows: Iterable[Mapping[str, Any]], config: RestaurantConfig) -> pd.DataFrame:
+    records = [
+        {
+            **{key: row.get(key) or "" for key in AUDIT_COLUMNS},
+            "at": local_stamp(row["at"], config),
+            "detail": _detail(row.get("detail")),
+        }
+        for row in rows
+    ]
+    columns = {**AUDIT_COLUMNS, "detail": "内容 / Detail"}
+    return pd.DataFrame(records, columns=list(columns)).rename(columns=columns)
+
+
+def _detail(detail: Any) -> str:
+    """An audit entry's detail in one line: `field: old → new` for a change, `field: value` otherwise."""
+    if not isinstance(detail, dict):
+        return ""
+    parts = []
+    for key, value in detail.items():
+        if key == "phone":
+            value = [mask_phone(v) for v in value] if isinstance(value, list) else mask_phone(value)
+        text = f"{value[0]} → {value[1]}" if isinstance(value, list) and len(value) == 2 else value
+        if text not in (None, ""):
+            parts.append(f"{key}: {text}")
+    return ", ".join(parts)
+
+
+def load_frame(rows: Iterable[Mapping[str, Any]], day: dt.date, config: RestaurantConfig) -> pd.DataFrame:
+    """Tables in use at each start step of `day`'s opening hours, next to the configured tables (long format,
+    one row per step and series, for a Gradio line plot). Empty on a closed day."""
+    hours = opening(day, config)
+    if hours is None:
+        return pd.DataFrame({"time": [], "series": [], "tables": []})
+    stay = dt.timedelta(minutes=config.table_minutes)
+    starts = [
+        dt.datetime.fromisoformat(f"{row['date']}T{row['time']}")
+        for row in rows
+        if row.get("status", "confirmed") == "confirmed"
+    ]
+    moment, close = dt.datetime.combine(day, hours.open), dt.datetime.combine(day, hours.close)
+    records = []
+    while moment <= close:
+        in_use = sum(start <= moment < start + stay for start in starts)
+        records += [
+            {"time": moment, "series": LOAD_SERIES[0], "tables": in_use},
+            {"time": moment, "series": LOAD_SERIES[1], "tables": config.tables},
+        ]
+        moment += dt.timedelta(minutes=config.step_minutes)
+    return pd.DataFrame(records)
+
+
+def bookings_csv(rows: Iterable[Mapping[str, Any]], show_phone: bool) -> bytes:
+    """The bookings as CSV, UTF-8 with a byte-order mark so that Excel opens Japanese names correctly."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\r\n")
+    writer.writeheader()
+    for row in rows:
+        phone = row.get("phone") if show_phone else mask_phone(row.get("phone"))
+        writer.writerow({**{key: row.get(key) for key in CSV_FIELDS}, "phone": phone or ""})
+    return out.getvalue().encode("utf-8-sig")

@@ -1,0 +1,146 @@
+"""The visitor's side of the page: a call widget per voice engine, the reservation card, Settings and the live
+transcript, wired to the engines' handlers.
+
+Only the chosen engine's call widget shows. Its box is hidden by CSS, not `visible=False`: fastrtc sends every
+call widget's value along when Settings change, and a widget that was never rendered has none. The widget
+itself is never updated either: Gradio would keep a per-session copy of it, without its stream handler.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import gradio as gr
+from fastrtc import WebRTC
+
+from components.restaurant.config import RestaurantConfig
+from components.settings import ENGINES, VOICES, AgentSettings
+from components.web.render import card_html, chat_messages
+from components.web.takeaway import booking_ics
+from components.web.turn import missing_turn_warning, rtc_configuration
+
+ENGINE_LABELS = {"realtime": "通話 / Call", "pipeline": "通話（パイプライン）/ Call (pipeline)"}
+ENGINE_CHOICES = {
+    "realtime": "リアルタイム音声 / Realtime (speech to speech)",
+    "pipeline": "パイプライン / Pipeline (speech-to-text → chat model → text-to-speech)",
+}
+KEY_HELP = """
+**OpenAI APIキーが必要です / An OpenAI API key is needed.**
+Spaceを複製して Settings → Secrets に `OPENAI_API_KEY` を追加するか、下の「設定」欄にキーを貼り付けてください。
+Duplicate this Space and add `OPENAI_API_KEY` under Settings → Secrets, or paste a key in **Settings** below
+(it is used for your calls only and never stored).
+"""
+
+
+def header(config: RestaurantConfig) -> str:
+    return f"""
+<div class="app-header">
+  <h1>🍽️ {config.name("ja")} ご予約ボイスボット / Reservation voicebot</h1>
+  <p>録音ボタンを押して話しかけてください。お名前・日時・人数・ご要望をうかがい、内容を確認してから予約します。</p>
+  <p>Press record and talk: the agent takes your name, date and time, party size and requests,
+  reads the booking back, and books it once you agree.</p>
+</div>
+"""
+
+
+def engine_classes(engine: str, chosen: str) -> list[str]:
+    return [] if engine == chosen else ["engine-hidden"]
+
+
+class VisitorPage:
+    """The call, the card and the transcript, for whoever opens the link."""
+
+    def __init__(self, config: RestaurantConfig, settings: AgentSettings, handlers: dict[str, Any]) -> None:
+        self.config = config
+        self.settings = settings
+        self.handlers = handlers
+        self.has_env_key = bool(os.environ.get("OPENAI_API_KEY", "").strip())
+
+    def show_call(self, view: dict) -> tuple[list[dict], str, dict]:
+        """The handler's view of the call as the transcript, the card and the booking's calendar file."""
+        language = view.get("language", self.config.default_language)
+        ics = booking_ics(view, self.config)
+        card = card_html(view, self.config.name(language), language)
+        return chat_messages(view), card, gr.update(value=ics, visible=bool(ics))
+
+    def idle_card(self, language: str) -> str:
+        return card_html(None, self.config.name(language), language)
+
+    def build(self) -> None:
+        if not self.has_env_key:
+            gr.Markdown(KEY_HELP, elem_id="key-help")
+        if turn_help := missing_turn_warning():
+            gr.Markdown(turn_help, elem_id="turn-help")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=1, min_width=320):
+                boxes, calls = self._call_widgets()
+                card = gr.HTML(self.idle_card(self.config.default_language), elem_id="reservation-card")
+                ics = gr.DownloadButton(
+                    "📅 カレンダーに追加 / Add to calendar (.ics)", visible=False, size="sm", elem_id="booking-ics"
+                )
+                with gr.Accordion("設定 / Settings", open=not self.has_env_key):
+                    language = gr.Radio(
+                        [("日本語", "ja"), ("English", "en")],
+                        value=self.config.default_language,
+                        label="言語 / Language",
+                    )
+                    voice = gr.Dropdown(list(VOICES), value=self.settings.voice, label="声 / Voice")
+                    engine_choice = gr.Radio(
+                        [(ENGINE_CHOICES[engine], engine) for engine in ENGINES],
+                        value=self.settings.engine,
+                        label="エンジン / Voice engine",
+                        elem_id="engine",
+                    )
+                    api_key = gr.Textbox(
+                        label="OpenAI APIキー / API key",
+                        type="password",
+                        placeholder="sk-…",
+                        visible=not self.has_env_key,
+                        elem_id="api-key",
+                    )
+            with gr.Column(scale=1, min_width=320):
+                transcript = gr.Chatbot(
+                    type="messages",
+                    label="会話 / Transcript",
+                    elem_id="transcript",
+                    height=520,
+                    show_copy_all_button=True,
+                    allow_tags=False,
+                )
+        for engine, call in calls.items():
+            call.stream(
+                self.handlers[engine],
+                inputs=[call, language, voice, api_key],
+                outputs=[call],
+                concurrency_limit=self.settings.max_concurrent_calls,
+                time_limit=self.settings.hard_time_limit_s,
+            )
+            # Each call streams its updates for as long as it lasts, so this event must not share one queue slot.
+            call.on_additional_outputs(
+                self.show_call, outputs=[transcript, card, ics], concurrency_limit=None, show_progress="hidden"
+            )
+        language.change(self.idle_card, inputs=[language], outputs=[card], queue=False)
+        engine_choice.change(
+            lambda chosen: [gr.update(elem_classes=engine_classes(engine, chosen)) for engine in boxes],
+            inputs=[engine_choice],
+            outputs=list(boxes.values()),
+            queue=False,
+        )
+
+    def _call_widgets(self) -> tuple[dict[str, gr.Column], dict[str, WebRTC]]:
+        """One call widget per voice engine; Settings pick which one shows."""
+        boxes, calls = {}, {}
+        for engine in ENGINES:
+            with gr.Column(elem_classes=engine_classes(engine, self.settings.engine)) as boxes[engine]:
+                calls[engine] = WebRTC(
+                    label=ENGINE_LABELS[engine],
+                    modality="audio",
+                    mode="send-receive",
+                    rtc_configuration=rtc_configuration(),
+                    server_rtc_configuration=None if os.environ.get("SPACE_ID") else {"iceServers": []},
+                    full_screen=False,
+                    elem_id=f"call-{engine}",
+                    button_labels={"start": "録音して話す / Record", "stop": "通話を終了 / Hang up"},
+                )
+        return boxes, calls
