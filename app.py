@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from components.console.access import OwnerAccess
 from components.console.page import Console
@@ -22,6 +23,7 @@ from components.phone.server import build_server, freeze_startup_heap, run_phone
 from components.restaurant.config import load_config
 from components.settings import AgentSettings
 from components.store.reservations import ReservationStore
+from components.web.head import PageHead
 from components.web.page import VisitorPage, header
 
 ASSETS = Path(__file__).parent / "assets"
@@ -35,18 +37,14 @@ access = OwnerAccess.from_env()
 # Two voice engines behind the same rules, transcript and card; each call uses the one picked in Settings.
 handlers = {"realtime": RealtimeHandler(config, store, settings), "pipeline": PipelineHandler(config, store, settings)}
 
-with gr.Blocks(
-    title=f"{config.name('en')} reservation voicebot",
-    css_paths=[ASSETS / "style.css"],
-    head_paths=[ASSETS / "head.html"],
-    theme=gr.themes.Soft(primary_hue="orange"),
-) as demo:
-    gr.HTML(header(config))
+with gr.Blocks(title=f"{config.name('en')} reservation voicebot") as demo:
+    gr.HTML(f"<style>{(ASSETS / 'style.css').read_text(encoding='utf-8')}</style>", padding=False)
+    gr.HTML(header(config), padding=False)
     if os.environ.get("SPACE_ID"):
         gr.DuplicateButton("このSpaceを複製 / Duplicate this Space", size="sm")
     with gr.Tabs():
         with gr.Tab("ご予約 / Book a table", id="book", elem_id="book-tab"):
-            VisitorPage(config, settings, handlers).build()
+            VisitorPage(config, settings, store, handlers).build(demo)
         with gr.Tab("管理 / Owner", id="owner", elem_id="owner-tab"):
             Console(config, store, access).build(demo)
 
@@ -55,8 +53,10 @@ if __name__ == "__main__":
     if "--phone" in sys.argv:  # a temporary phone number from fastrtc's FastPhone (needs HF_TOKEN)
         run_phone(phone_handler, config=config, settings=settings)
     elif "--server" in sys.argv or os.environ.get("VOICEBOT_SERVER") == "1":  # + Twilio line, offer route, /outputs
-        serve(build_server(phone_handler, ui=demo, config=config, settings=settings, access=access))
+        server = build_server(phone_handler, ui=demo, config=config, settings=settings, access=access)
+        server.add_middleware(PageHead, config=config, assets=ASSETS)  # link previews see the page's <head>
+        serve(server)
     else:
         share_call_limit(demo, settings.max_concurrent_calls)
         freeze_startup_heap()
-        demo.launch()
+        demo.launch(app_kwargs={"middleware": [Middleware(PageHead, config=config, assets=ASSETS)]})

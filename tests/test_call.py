@@ -1,14 +1,12 @@
 """The life of a call, once for both engines: start, tools and the card, the throttled screen, the clock, the end.
 
-A `FakeVoice` stands in for an engine: it records what the call asks it to say, can be made busy (speaking),
-and notes when it is hung up on. The call's `output` is what an engine's `emit` hands fastrtc.
+A `FakeVoice` (`tests.call_driver`) stands in for an engine: it records what the call asks it to say, can be made
+busy (speaking), and notes when it is hung up on. The call's `output` is what an engine's `emit` hands fastrtc.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -19,40 +17,11 @@ from components.restaurant.config import load_config
 from components.restaurant.prompt import goodbye_instruction, wrap_up_instruction
 from components.settings import AgentSettings
 from components.store.reservations import ReservationStore
+from tests.call_driver import FakeVoice, Page
 from tests.domain_fixtures import bookable_day
 
 KEY = "sk-test-call"
 pytestmark = pytest.mark.timeout(30)
-
-
-@dataclass
-class FakeVoice:
-    """An engine as the call sees it."""
-
-    said: list[str] = field(default_factory=list)
-    speaking: bool = False
-    hung_up: int = 0
-    can_speak: bool = True
-
-    async def say_now(self, instructions: str) -> bool:
-        self.said.append(instructions)
-        return self.can_speak
-
-    def busy(self) -> bool:
-        return self.speaking
-
-    async def hang_up(self) -> None:
-        self.hung_up += 1
-
-
-@dataclass
-class Page:
-    """fastrtc's data channel to the browser: the toasts it would show."""
-
-    messages: list[dict] = field(default_factory=list)
-
-    async def send(self, message: str) -> None:
-        self.messages.append(json.loads(message))
 
 
 def new_call(tmp_path: Path, limit_s: int = 300) -> tuple[Call, FakeVoice, Page]:

@@ -11,9 +11,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from components.console.access import OwnerAccess, client_address
+from components.console.access import OwnerAccess
 from components.console.views import bookings_csv, bookings_frame, load_frame
 from components.restaurant.config import load_config
+from components.web.visitor import client_address
 
 CONFIG = load_config()
 

@@ -100,8 +100,11 @@ def test_a_voice_booking_is_in_the_console_and_the_owner_cancels_and_exports_it(
         assert not page.locator("#owner-console").is_visible()
         assert NAME not in page.inner_text("body")
 
-        # The right one opens the console with the booking, its phone number masked until asked for.
+        # The right one opens the console with the booking, its phone number masked until asked for, and the
+        # day's spending on the restaurant's key.
         open_console(page, PASSWORD)
+        page.wait_for_selector("#owner-console", state="visible", timeout=20_000)
+        assert "Today on the restaurant's key: 1 calls" in page.inner_text("#owner-console")
         show_bookings_from(page, day)
         rows = wait_for_rows(
             page, "owner-bookings", lambda rows: any(r["予約番号 / Booking"] == booking_id for r in rows), "the booking"

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from fastrtc import AdditionalOutputs, CloseStream
 
+from components.call.allowance import Allowance, Meter
 from components.call.notices import notice
 from components.call.state import CallState
 from components.restaurant.config import RestaurantConfig
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 UI_PUSH_INTERVAL_S = 0.25  # transcript and card updates: live to a reader, yet few enough to leave audio alone
 TIME_WARNING_S = 30
 GOODBYE_WAIT_S = 10.0
+METER_S = 5.0  # how often a call on the owner's key is counted and checked against the day's budget
 
 
 class CallEnded(Exception):
@@ -96,11 +98,13 @@ class Call:
         settings: AgentSettings,
         voice: Voice,
         notify: Callable[[str], Awaitable[None]],
+        engine: str = "realtime",
     ) -> None:
         self.config = config
         self.store = store
         self.settings = settings
         self.voice = voice
+        self.engine = engine
         self._notify = notify  # fastrtc's data channel to the page (errors and warnings as toasts)
         self.state = CallState(language=config.default_language)
         self.options: CallOptions | None = None
@@ -112,6 +116,8 @@ class Call:
         self._dirty = False
         self._last_push = 0.0
         self._clock: asyncio.Task | None = None
+        self._meter: Meter | None = None  # counts a call on the owner's key against the demo's allowances
+        self.limit_s = float(settings.call_time_limit_s)
 
     @property
     def language(self) -> str:
@@ -124,12 +130,24 @@ class Call:
         if not self.options.api_key:
             await self.end(notice("no_key"), error=True)
             return False
+        if not self.options.own_key:  # the owner's key: the demo's allowances apply
+            allowance = Allowance(self.settings.demo, self.store.usage, self.config)
+            visitor = None  # the phone: the restaurant's own line
+            if inputs is not None:  # a page that sent no visitor (an API client) is counted as an unknown one
+                unknown = {"id": "ip:unknown", "code_ok": self.settings.demo.access_code is None}
+                visitor = self.options.visitor or unknown
+            self._meter, refusal = await asyncio.to_thread(Meter.start, allowance, visitor, self.engine)
+            if refusal:
+                await self.end(refusal, error=True)
+                return False
+            if self._meter is not None and self._meter.seconds is not None:
+                self.limit_s = min(self.limit_s, self._meter.seconds)
         source = "web" if inputs is not None else "phone"
         self.session = ReservationSession(
             self.config, self.store, language=self.options.language, source=source, caller=self.caller
         )
         self.state.reservation = await asyncio.to_thread(self.session.snapshot)
-        self.state.deadline = time.time() + self.settings.call_time_limit_s
+        self.state.deadline = time.time() + self.limit_s
         self.changed()
         self._clock = asyncio.create_task(self._watch_clock())
         return True
@@ -191,19 +209,27 @@ class Call:
     # ---- the clock and the end -----------------------------------------------------------------------
 
     async def _watch_clock(self) -> None:
-        """Warn, let the agent wrap up, then say goodbye and end when the call's time is up."""
-        limit = self.settings.call_time_limit_s
+        """Warn, let the agent wrap up, then say goodbye and end when the call's time (or the demo's budget) is
+        up; meanwhile count the call against the demo's allowances."""
+        loop = asyncio.get_running_loop()
+        started, limit = loop.time(), self.limit_s
         warn_after = max(limit - TIME_WARNING_S, limit * 2 / 3)  # a short call is not warned at its start
-        await asyncio.sleep(warn_after)
-        self.system(notice("time_warning", seconds=round(limit - warn_after)))
-        await self.voice.say_now(wrap_up_instruction(self.language))
-        await asyncio.sleep(limit - warn_after)
+        ends_at, warned, why = started + limit, False, notice("time_up")
+        while (now := loop.time()) < ends_at:
+            if not warned and now >= started + warn_after:
+                warned = True
+                self.system(notice("time_warning", seconds=round(ends_at - now)))
+                await self.voice.say_now(wrap_up_instruction(self.language))
+            next_check = ends_at if warned else min(ends_at, started + warn_after)
+            await asyncio.sleep(min(METER_S, max(0.05, next_check - loop.time())))
+            if self._meter is not None and await asyncio.to_thread(self._meter.over_budget, self.state.cost_usd()):
+                ends_at, why = loop.time(), notice("budget_end")
         if await self.voice.say_now(goodbye_instruction(self.language)):
             deadline = time.monotonic() + GOODBYE_WAIT_S
             await asyncio.sleep(0.1)
             while self.voice.busy() and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
-        await self.end(notice("time_up"))
+        await self.end(why)
 
     async def end(self, message: str, error: bool = False) -> None:
         """End the call once: tell the person why, hang up on the service, close after the last words."""
@@ -218,7 +244,7 @@ class Call:
         if self._clock is not None and self._clock is not asyncio.current_task():
             self._clock.cancel()
         await self.voice.hang_up()
-        await self.keep_transcript()
+        await self._settle()
 
     def stop(self) -> None:
         """The call's work is over (the engine's conversation ended): no more clock."""
@@ -228,4 +254,10 @@ class Call:
     async def close(self) -> None:
         """The transport is shutting the call down (hang-up, page closed): stop, and keep the final transcript."""
         self.stop()
+        await self._settle()
+
+    async def _settle(self) -> None:
+        """What a finished call leaves behind: its transcript with its bookings, its cost in the demo's count."""
         await self.keep_transcript()
+        if self._meter is not None:
+            await asyncio.to_thread(self._meter.finish, self.state.cost_usd())

@@ -57,15 +57,45 @@ NOTICES: dict[str, tuple[str, str]] = {
         "通話時間の上限に達したため終了しました。もう一度録音ボタンを押すと新しい通話を始められます。",
         "The call reached its time limit and has ended. Press record to start a new call.",
     ),
+    "demo_code": (
+        "このデモでお店のAPIキーを使うには、共有されたリンク（?code=… 付き）から開いてください。",
+        "To use the restaurant's API key in this demo, open the link you were given (the one with ?code=…).",
+    ),
+    "visitor_calls": (
+        "本日のデモ通話（{calls}回）はご利用済みです。{resets}に戻ります。",
+        "You have used today's {calls} demo call(s); they come back at {resets}.",
+    ),
+    "daily_minutes": (
+        "本日のデモの通話時間（{minutes}分）を使い切りました。{resets}に戻ります。",
+        "Today's {minutes} minutes of demo calls are used up; they come back at {resets}.",
+    ),
+    "daily_budget": (
+        "本日のデモの予算（${budget}）を使い切りました。{resets}に戻ります。",
+        "Today's demo budget (${budget}) is used up; it comes back at {resets}.",
+    ),
+    "own_key": (
+        "お持ちのOpenAI APIキーを「設定」欄に入れれば、すぐに通話できます（料金はそのキーにかかります）。",
+        "Paste your own OpenAI API key in Settings to call right away (it is charged to that key).",
+    ),
+    "allowance_unavailable": (
+        "デモの利用状況を確認できないため、お店のAPIキーでの通話を一時停止しています。",
+        "The demo's allowances cannot be checked right now, so calls on the restaurant's key are paused.",
+    ),
+    "allowance_left": ("本日のデモ通話: 残り{calls}回。", "Demo calls left today: {calls}."),
+    "budget_end": (
+        "本日のデモの通話時間・予算に達したため、通話を終了しました。",
+        "Today's demo minutes or budget ran out, so the call has ended.",
+    ),
     "interrupted": ("（中断）", "(interrupted)"),
     "inaudible": ("（聞き取れませんでした）", "(inaudible)"),
     "transcribing": ("…", "…"),
 }
 
 
-def notice(key: str, **values: object) -> str:
-    """Both languages of a notice, Japanese first, one per line."""
-    ja, en = NOTICES[key]
+def notice(*keys: str, **values: object) -> str:
+    """Both languages of a notice (of several, run together), Japanese first, one line each."""
+    ja = "".join(NOTICES[key][0] for key in keys)
+    en = " ".join(NOTICES[key][1] for key in keys)
     return f"{ja.format(**values)}\n{en.format(**values)}"
 
 

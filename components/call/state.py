@@ -30,12 +30,13 @@ class Line:
 
 @dataclass
 class Turn:
-    """Figures of one agent response: voice-to-voice latency and tokens used."""
+    """Figures of one agent response: voice-to-voice latency, tokens used and their estimated cost."""
 
     latency_ms: int | None = None
     input_tokens: int | None = None
     output_tokens: int | None = None
     total_tokens: int | None = None
+    cost_usd: float = 0.0
 
 
 @dataclass
@@ -105,6 +106,10 @@ class CallState:
         if self.deadline is None:
             return None
         return max(0, round(self.deadline - (time.time() if now is None else now)))
+
+    def cost_usd(self) -> float:
+        """What the call has cost so far, by the estimates of its responses."""
+        return sum(turn.cost_usd for turn in self.turns)
 
     def view(self) -> dict[str, Any]:
         """A fresh JSON-able snapshot: safe to hand to another task while this state keeps changing."""

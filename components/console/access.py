@@ -30,6 +30,8 @@ from typing import Any
 
 from gradio.utils import get_space
 
+from components.web.visitor import signed_in_user
+
 SESSION_S = 12 * 3600
 MAX_WAIT_S = 60.0
 _FEED_LABEL = b"reservation-voicebot /outputs"
@@ -115,15 +117,7 @@ class OwnerAccess:
         return username if username and username.lower() in self.users else None
 
     def _oauth_user(self, request: Any) -> str | None:
-        if not self.oauth or request is None:
-            return None
-        try:
-            session = request.session  # Gradio's OAuth session cookie (its SessionMiddleware is installed)
-        except (AssertionError, AttributeError):
-            return None
-        userinfo = (session.get("oauth_info") or {}).get("userinfo") or {}
-        username = userinfo.get("preferred_username")
-        return username if isinstance(username, str) else None
+        return signed_in_user(request) if self.oauth else None
 
     def feed_token(self) -> str | None:
         """The bearer token for `/outputs` of phone calls, or None when no credential is configured."""
@@ -145,14 +139,3 @@ class OwnerAccess:
                     del self._sessions[key]
             self._sessions[token] = (who, now + SESSION_S)
         return token
-
-
-def client_address(request: Any) -> str:
-    """The visitor's address as well as the platform tells it: behind a Space's proxy, the first hop of
-    `X-Forwarded-For` (the proxy's own address is the socket's); elsewhere, the socket's."""
-    headers = getattr(request, "headers", None) or {}
-    forwarded = headers.get("x-forwarded-for", "") if os.environ.get("SPACE_ID") else ""
-    if forwarded.split(",")[0].strip():
-        return forwarded.split(",")[0].strip()
-    client = getattr(request, "client", None)
-    return getattr(client, "host", None) or "unknown"

@@ -20,7 +20,7 @@ from typing import Any
 
 import gradio as gr
 
-from components.console.access import OwnerAccess, client_address
+from components.console.access import OwnerAccess
 from components.console.views import audit_frame, bookings_csv, bookings_frame, callbacks_frame, load_frame
 from components.restaurant.calendar import bookings_calendar
 from components.restaurant.config import RestaurantConfig
@@ -29,6 +29,7 @@ from components.restaurant.problems import Code, FieldError, Problem
 from components.store.database import StoreUnavailable
 from components.store.reservations import BookingRefused, ReservationStore
 from components.web.render import chat_messages
+from components.web.visitor import client_address
 
 NOT_SET_UP = """
 ### 管理画面を使うには / To open the owner's console
@@ -95,7 +96,9 @@ class Console:
                 search = gr.Textbox(label="名前・予約番号 / Name or number", elem_id="owner-search", min_width=160)
                 show_phone = gr.Checkbox(label="電話番号を表示 / Show phone numbers", min_width=160)
             refresh = gr.Button("更新 / Refresh", size="sm", elem_id="owner-refresh")
-            bookings = gr.Dataframe(interactive=False, wrap=True, elem_id="owner-bookings", label="予約 / Bookings")
+            bookings = gr.Dataframe(
+                row_count=1, interactive=False, wrap=True, elem_id="owner-bookings", label="予約 / Bookings"
+            )
             with gr.Row():
                 csv = gr.DownloadButton("CSV", size="sm", elem_id="owner-csv")
                 ics = gr.DownloadButton("カレンダー / Calendar (.ics)", size="sm", elem_id="owner-ics")
@@ -115,20 +118,22 @@ class Console:
                     save = gr.Button("変更を保存 / Save change", elem_id="owner-save")
                     cancel = gr.Button("予約を取り消す / Cancel booking", variant="stop", elem_id="owner-cancel")
                 transcript = gr.Chatbot(
-                    type="messages", label="通話の記録 / The call", height=300, elem_id="owner-call"
+                    type="messages", label="通話の記録 / The call", height=300, elem_id="owner-call", allow_tags=True
                 )
             with gr.Accordion("予約を追加 / Add a booking (walk-in, the shop's phone)", open=False):
                 new = self._form("owner-new")
                 add = gr.Button("予約を追加 / Add booking", elem_id="owner-add")
             callbacks = gr.Dataframe(
-                interactive=False, wrap=True, elem_id="owner-callbacks", label="折り返し / Callbacks"
+                row_count=1, interactive=False, wrap=True, elem_id="owner-callbacks", label="折り返し / Callbacks"
             )
             with gr.Row():
                 callback_id = gr.Number(
                     None, label="No.", precision=0, minimum=1, elem_id="owner-callback-id", min_width=120
                 )
                 done = gr.Button("対応済みにする / Mark done", size="sm", elem_id="owner-callback-done")
-            audit = gr.Dataframe(interactive=False, wrap=True, elem_id="owner-audit", label="操作の記録 / Audit log")
+            audit = gr.Dataframe(
+                row_count=1, interactive=False, wrap=True, elem_id="owner-audit", label="操作の記録 / Audit log"
+            )
             feed = gr.Markdown(elem_id="owner-feed")
             sign_out = gr.Button("サインアウト / Sign out", size="sm")
 
@@ -303,6 +308,15 @@ class Console:
     def _shown(self, owner: str, day: str, status: str, search: str, show_phone: bool) -> tuple:
         how = "パスワード / the password" if owner == "password" else f"Hugging Face: {owner}"
         who = f"サインイン中 / Signed in with **{how}**"
+        try:
+            spent = self.store.usage.day(dt.date.fromisoformat(self.today()))
+            who += (
+                f"  \n本日お店のキーで {spent.calls} 件・{spent.seconds / 60:.0f} 分、推定 ${spent.cost_usd:.2f} / "
+                f"Today on the restaurant's key: {spent.calls} calls, {spent.seconds / 60:.0f} min, "
+                f"about ${spent.cost_usd:.2f}"
+            )
+        except StoreUnavailable:
+            pass
         token = self.access.feed_token()
         feed = (
             "電話の通話をリアルタイムで追う / Follow a phone call live: `GET /outputs?stream_id=<id>` with the "

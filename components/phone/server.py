@@ -40,6 +40,7 @@ from components.phone.limits import CallLimiter, webrtc_components
 from components.phone.twilio import SID, PhoneLine
 from components.restaurant.config import RestaurantConfig
 from components.settings import LANGUAGES, VOICES, AgentSettings
+from components.web.visitor import page_visitor
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +61,13 @@ number's voice webhook at https://<your-address>/telephone/incoming (see the REA
 
 
 class OfferBody(Body):
-    """fastrtc's offer body; `language` and `voice` are optional (the key is only ever the server's)."""
+    """fastrtc's offer body; `language`, `voice` and the demo's access `code` are optional (the key is only ever
+    the server's)."""
 
     webrtc_id: str = Field(pattern=SID.pattern)
     language: str | None = Field(default=None, max_length=8)
     voice: str | None = Field(default=None, max_length=32)
+    code: str | None = Field(default=None, max_length=128)
 
 
 class VoicebotStream(Stream):
@@ -144,14 +147,16 @@ class VoicebotStream(Stream):
         await websocket.send_json({"status": "failed", "meta": {"error": "not_supported"}})
         await websocket.close(code=1008)
 
-    async def offer(self, body: OfferBody):
+    async def offer(self, body: OfferBody, request: Request):
         answer = await self.handle_offer(
-            body.model_dump(exclude={"language", "voice"}), set_outputs=self.set_additional_outputs(body.webrtc_id)
+            body.model_dump(exclude={"language", "voice", "code"}),
+            set_outputs=self.set_additional_outputs(body.webrtc_id),
         )
         if body.type == "offer" and isinstance(answer, dict) and "sdp" in answer:
             language = body.language if body.language in LANGUAGES else self.config.default_language
             voice = body.voice if body.voice in VOICES else self.settings.voice
-            self.set_input(body.webrtc_id, language, voice, "")  # the handler's UI inputs: language, voice, key
+            visitor = page_visitor(request, self.settings.demo, code=body.code or "")  # the demo's allowances apply
+            self.set_input(body.webrtc_id, language, voice, "", visitor)  # the handler's UI inputs
         return answer
 
     async def handle_offer(self, body: dict[str, Any], set_outputs: Callable) -> Any:

@@ -31,6 +31,7 @@ from components.phone.media import PhoneCall, TwilioSocket
 from components.restaurant.config import RestaurantConfig
 from components.restaurant.lookup import Caller
 from components.settings import AgentSettings
+from components.web.address import public_base
 
 if TYPE_CHECKING:
     from fastrtc import AdditionalOutputs, AsyncStreamHandler
@@ -39,9 +40,7 @@ log = logging.getLogger(__name__)
 
 SID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 PHONE = re.compile(r"\+?[0-9]{6,15}")  # Twilio's `From`, E.164
-HOST = re.compile(r"^(?:[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::\d{1,5})?$")
 PREFIX = re.compile(r"^(/[A-Za-z0-9._~-]+)*$")
-LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 
 # What Twilio's own voice says, in the restaurant's language (the agent speaks everything else).
 PHONE_TEXTS: dict[str, dict[str, str]] = {
@@ -92,25 +91,6 @@ def twilio_auth_token() -> str | None:
     if not token or os.environ.get("TWILIO_VALIDATE_SIGNATURE", "").strip().lower() in ("0", "false", "no"):
         return None
     return token
-
-
-def public_base(request: Request) -> str:
-    """The address Twilio used to reach us, e.g. `https://owner-space.hf.space` (no trailing slash).
-
-    `PUBLIC_URL` wins; otherwise the proxy's `X-Forwarded-Host`/`-Proto` or the `Host` header. Twilio only
-    talks HTTPS/WSS, so plain HTTP is kept only for a loopback host (local tests).
-    """
-    configured = os.environ.get("PUBLIC_URL", "").strip().rstrip("/")
-    if configured.startswith(("https://", "http://")) and HOST.match(configured.split("://", 1)[1]):
-        return configured
-    host = (request.headers.get("x-forwarded-host") or request.headers.get("host") or "").split(",")[0].strip()
-    if not HOST.match(host):
-        host = request.url.netloc if HOST.match(request.url.netloc) else "localhost"
-    proto = (request.headers.get("x-forwarded-proto") or request.url.scheme).split(",")[0].strip().lower()
-    hostname = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-    if proto != "https" and hostname not in LOCAL_HOSTS:
-        proto = "https"
-    return f"{'https' if proto == 'https' else 'http'}://{host}"
 
 
 def route_prefix(request: Request, route: str) -> str:

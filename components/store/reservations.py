@@ -6,7 +6,8 @@ concerned first (see `database`), then read the neighbouring bookings, re-run
 `components.restaurant.rules.validate_reservation` and write, all before committing: the loser of a race
 waits for the lock and then sees the winner's row. A booking being changed does not count against itself, a
 cancelled one frees its table at once, and nothing is ever deleted. Every write is audited in the same
-transaction. Callback requests (`callbacks`) and the audit log (`audit`) share the database.
+transaction. Callback requests (`callbacks`), the audit log (`audit`) and the calls made on the owner's key
+(`usage`) share the database.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from components.store.audit import AuditLog, record
 from components.store.callbacks import CallbackBook
 from components.store.database import MIGRATION_LOCK, SQLITE_BUSY_S, Database, StoreUnavailable
 from components.store.schema import migrate, reservations
+from components.store.usage import UsageLedger
 
 # Booking ids are read aloud over the phone: no 0/O, 1/I/L to confuse.
 ID_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
@@ -72,6 +74,7 @@ class ReservationStore:
         self.db = Database(location)
         self.callbacks = CallbackBook(self.db, self._ensure_schema)
         self.audit = AuditLog(self.db, self._ensure_schema)
+        self.usage = UsageLedger(self.db, self._ensure_schema)
         self._booking_ids = booking_ids
         self._schema_ready = False
         self._schema_lock = threading.Lock()

@@ -8,17 +8,23 @@ itself is never updated either: Gradio would keep a per-session copy of it, with
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from typing import Any
 
 import gradio as gr
 from fastrtc import WebRTC
 
+from components.call.allowance import Allowance
+from components.call.notices import notice
 from components.restaurant.config import RestaurantConfig
 from components.settings import ENGINES, VOICES, AgentSettings
+from components.store.database import StoreUnavailable
+from components.store.reservations import ReservationStore
 from components.web.render import card_html, chat_messages
-from components.web.takeaway import booking_ics
+from components.web.takeaway import booking_ics, conversation_files
 from components.web.turn import missing_turn_warning, rtc_configuration
+from components.web.visitor import page_visitor
 
 ENGINE_LABELS = {"realtime": "通話 / Call", "pipeline": "通話（パイプライン）/ Call (pipeline)"}
 ENGINE_CHOICES = {
@@ -31,6 +37,22 @@ Spaceを複製して Settings → Secrets に `OPENAI_API_KEY` を追加する�
 Duplicate this Space and add `OPENAI_API_KEY` under Settings → Secrets, or paste a key in **Settings** below
 (it is used for your calls only and never stored).
 """
+
+
+EXAMPLES = {
+    "ja": (
+        "**こんなふうに話しかけてみてください**\n\n"
+        "- 「来週の金曜日の19時に4名で予約したいです。山田です。」\n"
+        "- 「予約を変更したいです。予約番号は AS-…です。」\n"
+        "- 「ベジタリアンのコースはありますか？」"
+    ),
+    "en": (
+        "**Try saying**\n\n"
+        "- “A table for four next Friday at 7 pm, my name is Yamada.”\n"
+        "- “I'd like to change my booking, the number is AS-…”\n"
+        "- “Do you have a vegetarian course?”"
+    ),
+}
 
 
 def header(config: RestaurantConfig) -> str:
@@ -51,35 +73,95 @@ def engine_classes(engine: str, chosen: str) -> list[str]:
 class VisitorPage:
     """The call, the card and the transcript, for whoever opens the link."""
 
-    def __init__(self, config: RestaurantConfig, settings: AgentSettings, handlers: dict[str, Any]) -> None:
+    def __init__(
+        self, config: RestaurantConfig, settings: AgentSettings, store: ReservationStore, handlers: dict[str, Any]
+    ) -> None:
         self.config = config
         self.settings = settings
+        self.store = store
         self.handlers = handlers
         self.has_env_key = bool(os.environ.get("OPENAI_API_KEY", "").strip())
 
-    def show_call(self, view: dict) -> tuple[list[dict], str, dict]:
-        """The handler's view of the call as the transcript, the card and the booking's calendar file."""
+    def show_call(self, view: dict) -> tuple[Any, ...]:
+        """The handler's view of the call as the transcript, the card, the booking's calendar file and, once the
+        call is over, the conversation to take away."""
         language = view.get("language", self.config.default_language)
         ics = booking_ics(view, self.config)
         card = card_html(view, self.config.name(language), language)
-        return chat_messages(view), card, gr.update(value=ics, visible=bool(ics))
+        record = conversation_files(view, self.config) if view.get("ended") else None
+        markdown, data = record or (None, None)
+        keep = gr.skip()  # until the call is over, leave the take-away buttons as the last call left them
+        return (
+            chat_messages(view),
+            card,
+            gr.update(value=ics, visible=bool(ics)),
+            gr.update(value=markdown, visible=True) if record else keep,
+            gr.update(value=data, visible=True) if record else keep,
+            view,
+        )
+
+    def after_call(self, view: dict | None) -> tuple[dict, dict]:
+        """The visitor hung up: the conversation as it last stood, to take away."""
+        record = conversation_files(view, self.config)
+        markdown, data = record or (None, None)
+        return gr.update(value=markdown, visible=bool(record)), gr.update(value=data, visible=bool(record))
+
+    def welcome(self, language: str, request: gr.Request) -> tuple[Any, ...]:
+        """On page load: who the visitor is, and whether (and how much) they may call on the restaurant's key."""
+        visitor = page_visitor(request, self.settings.demo)
+        refusal = None
+        left = None
+        if self.has_env_key:
+            allowance = Allowance(self.settings.demo, self.store.usage, self.config)
+            now = dt.datetime.now(dt.UTC)
+            try:
+                refusal = allowance.refusal(visitor, now)
+                if refusal is None and self.settings.demo.calls_per_visitor is not None:
+                    used = self.store.usage.visitor_calls(allowance.day(now), visitor["id"])
+                    left = max(0, self.settings.demo.calls_per_visitor - used)
+            except StoreUnavailable:
+                refusal = notice("allowance_unavailable", "own_key") if self.settings.demo.active else None
+        banner = refusal or (notice("allowance_left", calls=left) if left is not None else "")
+        return (
+            visitor,
+            gr.update(value=banner, visible=bool(banner)),
+            gr.update(visible=not self.has_env_key or bool(refusal)),
+            gr.update(open=not self.has_env_key or bool(refusal)),
+            gr.update(placeholder=EXAMPLES["en" if language == "en" else "ja"]),
+        )
+
+    def examples(self, language: str) -> dict:
+        return gr.update(placeholder=EXAMPLES["en" if language == "en" else "ja"])
 
     def idle_card(self, language: str) -> str:
         return card_html(None, self.config.name(language), language)
 
-    def build(self) -> None:
+    def build(self, page: gr.Blocks) -> None:
         if not self.has_env_key:
             gr.Markdown(KEY_HELP, elem_id="key-help")
+        visitor = gr.State(None)
+        last_view = gr.State(None)  # the call's latest view, for what the visitor takes away after hanging up
+        banner = gr.Markdown(visible=False, elem_id="allowance")
         if turn_help := missing_turn_warning():
             gr.Markdown(turn_help, elem_id="turn-help")
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=320):
                 boxes, calls = self._call_widgets()
-                card = gr.HTML(self.idle_card(self.config.default_language), elem_id="reservation-card")
+                card = gr.HTML(self.idle_card(self.config.default_language), elem_id="reservation-card", padding=False)
                 ics = gr.DownloadButton(
                     "📅 カレンダーに追加 / Add to calendar (.ics)", visible=False, size="sm", elem_id="booking-ics"
                 )
-                with gr.Accordion("設定 / Settings", open=not self.has_env_key):
+                with gr.Row():
+                    markdown = gr.DownloadButton(
+                        "会話を保存 / Save the conversation (.md)", visible=False, size="sm", elem_id="conversation-md"
+                    )
+                    data = gr.DownloadButton(
+                        "会話を保存 / Save the conversation (.json)",
+                        visible=False,
+                        size="sm",
+                        elem_id="conversation-json",
+                    )
+                with gr.Accordion("設定 / Settings", open=not self.has_env_key) as settings_box:
                     language = gr.Radio(
                         [("日本語", "ja"), ("English", "en")],
                         value=self.config.default_language,
@@ -105,22 +187,31 @@ class VisitorPage:
                     label="会話 / Transcript",
                     elem_id="transcript",
                     height=520,
-                    show_copy_all_button=True,
-                    allow_tags=False,
+                    allow_tags=True,  # custom tags are kept as text; sanitising still strips what could run
+                    placeholder=EXAMPLES["en" if self.config.default_language == "en" else "ja"],
                 )
+        page.load(
+            self.welcome, inputs=[language], outputs=[visitor, banner, api_key, settings_box, transcript], queue=False
+        )
         for engine, call in calls.items():
             call.stream(
                 self.handlers[engine],
-                inputs=[call, language, voice, api_key],
+                inputs=[call, language, voice, api_key, visitor],
                 outputs=[call],
                 concurrency_limit=self.settings.max_concurrent_calls,
                 time_limit=self.settings.hard_time_limit_s,
             )
             # Each call streams its updates for as long as it lasts, so this event must not share one queue slot.
             call.on_additional_outputs(
-                self.show_call, outputs=[transcript, card, ics], concurrency_limit=None, show_progress="hidden"
+                self.show_call,
+                outputs=[transcript, card, ics, markdown, data, last_view],
+                concurrency_limit=None,
+                show_progress="hidden",
             )
+            call.start_recording(lambda: (gr.update(visible=False),) * 2, outputs=[markdown, data], queue=False)
+            call.stop_recording(self.after_call, inputs=[last_view], outputs=[markdown, data], queue=False)
         language.change(self.idle_card, inputs=[language], outputs=[card], queue=False)
+        language.change(self.examples, inputs=[language], outputs=[transcript], queue=False)
         engine_choice.change(
             lambda chosen: [gr.update(elem_classes=engine_classes(engine, chosen)) for engine in boxes],
             inputs=[engine_choice],

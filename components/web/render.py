@@ -40,6 +40,7 @@ LABELS = {
         "latency": "応答",
         "stages": ("認識", "生成", "合成"),
         "tokens": "トークン",
+        "cost": "推定費用",
         "guests": "名",
         "weekdays": "月火水木金土日",
         "idle": "録音ボタンを押して話しかけると、ここに予約内容が表示されます。",
@@ -68,6 +69,7 @@ LABELS = {
         "latency": "Response",
         "stages": ("STT", "LLM", "TTS"),
         "tokens": "tokens",
+        "cost": "Est. cost",
         "guests": "guests",
         "weekdays": ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"],
         "idle": "Press record and talk: your booking appears here as the call goes on.",
@@ -190,6 +192,9 @@ def card_html(view: dict[str, Any] | None, restaurant_name: str, language: str =
     tokens = sum(t.get("total_tokens") or 0 for t in view.get("turns", []))
     if tokens:
         footer.append(f'<span class="tokens">{tokens:,} {escape(words["tokens"])}</span>')
+    cost = sum(t.get("cost_usd") or 0 for t in view.get("turns", []))
+    if cost:
+        footer.append(f'<span class="cost" data-cost="{cost:.6f}">{escape(words["cost"])} ${cost:.4f}</span>')
     if footer:
         parts.append(f'<div class="card-foot">{"".join(footer)}</div>')
     return f'<div class="reservation-card" data-status="{escape(status)}" lang="{language}">{"".join(parts)}</div>'

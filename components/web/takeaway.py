@@ -1,7 +1,8 @@
-"""What a visitor takes away from a call: the booking as a calendar file (`.ics`) to keep.
+"""What a visitor takes away from a call: the booking as a calendar file (`.ics`), and once the call is over
+the whole conversation (transcript, booking card, per-turn latency and cost) as Markdown and as JSON.
 
-Files are written once per booking version into a private temporary folder, from which Gradio serves them to
-the page that made the booking only (its own download button); nothing here is listed anywhere.
+Files are written once per version into a private temporary folder, from which Gradio serves them to the page
+that made the call only (its own download buttons); nothing here is listed anywhere.
 """
 
 from __future__ import annotations
@@ -36,3 +37,49 @@ def _written(booking_json: str, language: str, config: RestaurantConfig) -> str:
     path = folder / f"{booking['booking_id']}.ics"
     path.write_bytes(bookings_calendar([booking], config, language))
     return str(path)
+
+
+def conversation_files(view: dict[str, Any] | None, config: RestaurantConfig) -> tuple[str, str] | None:
+    """The paths of the call's Markdown and JSON record (None before anything was said)."""
+    if not view or not view.get("transcript"):
+        return None
+    record = {
+        "restaurant": config.name(view.get("language", config.default_language)),
+        "language": view.get("language"),
+        "transcript": view.get("transcript", []),
+        "reservation": view.get("reservation", {}),
+        "turns": view.get("turns", []),
+        "cost_usd": round(sum(turn.get("cost_usd") or 0 for turn in view.get("turns", [])), 6),
+    }
+    return _conversation(json.dumps(record, sort_keys=True, ensure_ascii=False))
+
+
+@functools.lru_cache(maxsize=256)
+def _conversation(record_json: str) -> tuple[str, str]:
+    record = json.loads(record_json)
+    folder = Path(tempfile.mkdtemp(dir=_FOLDER))
+    markdown, data = folder / "conversation.md", folder / "conversation.json"
+    markdown.write_text(_markdown(record), encoding="utf-8")
+    data.write_text(json.dumps(record, ensure_ascii=False, indent=2), encoding="utf-8")
+    return str(markdown), str(data)
+
+
+_SPEAKERS = {"user": "お客様 / Guest", "assistant": "エージェント / Agent", "system": "お知らせ / Notice"}
+
+
+def _markdown(record: dict[str, Any]) -> str:
+    snapshot = record.get("reservation") or {}
+    booking = snapshot.get("reservation") or {}
+    lines = [f"# {record['restaurant']} — 通話の記録 / Conversation", "", "## 会話 / Transcript", ""]
+    for line in record["transcript"]:
+        lines.append(f"- **{_SPEAKERS.get(line['role'], line['role'])}**: {line['text']}")
+    lines += ["", "## ご予約 / Booking", ""]
+    lines += [f"- {field}: {value}" for field, value in booking.items() if value not in (None, "")]
+    if snapshot.get("booking_id"):
+        lines.append(f"- booking_id: {snapshot['booking_id']} ({snapshot.get('status')})")
+    lines += ["", "## 応答ごとの数字 / Per turn", "", "| # | latency ms | tokens | cost USD |", "|---:|---:|---:|---:|"]
+    for number, turn in enumerate(record["turns"], 1):
+        latency = turn.get("latency_ms") if turn.get("latency_ms") is not None else ""
+        lines.append(f"| {number} | {latency} | {turn.get('total_tokens') or ''} | {turn.get('cost_usd') or 0:.4f} |")
+    lines += ["", f"合計の推定費用 / Estimated total cost: ${record['cost_usd']:.4f}", ""]
+    return "\n".join(lines)

@@ -1,0 +1,92 @@
+"""What a call costs, estimated from the usage each OpenAI API reports and the price table in `settings`.
+
+* Realtime: every `response.done` carries `usage`, with audio, text and cached tokens apart on both sides;
+  each is priced at its own rate (cached input is a small fraction of fresh input).
+* Pipeline: the chat model's usage (prompt, cached and completion tokens) per request; speech-to-text by its
+  token usage, or by the minutes of audio for a model that reports only a duration; text-to-speech by the
+  characters sent and the minutes of audio it returned (its API reports no usage).
+
+Estimates, not invoices: they are what the card shows and what the demo's daily budget counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from components.settings import prices
+
+MILLION = 1_000_000
+
+
+def _get(usage: Any, name: str) -> Any:
+    """A field of a usage object or dict (the SDK gives objects, raw events give dicts)."""
+    if usage is None:
+        return None
+    if isinstance(usage, Mapping):
+        return usage.get(name)
+    return getattr(usage, name, None)
+
+
+def _tokens(usage: Any, *path: str) -> int:
+    value: Any = usage
+    for name in path:
+        value = _get(value, name)
+    return int(value or 0)
+
+
+def _price(model: str) -> dict[str, float]:
+    table = prices()
+    return table.get(model) or next((rates for name, rates in table.items() if model.startswith(name)), {})
+
+
+def realtime_cost(usage: Any, model: str) -> float:
+    """One Realtime response: fresh and cached audio and text input, audio and text output."""
+    rates = _price(model)
+    audio_in = _tokens(usage, "input_token_details", "audio_tokens")
+    text_in = _tokens(usage, "input_token_details", "text_tokens")
+    cached_audio = _tokens(usage, "input_token_details", "cached_tokens_details", "audio_tokens")
+    cached_text = _tokens(usage, "input_token_details", "cached_tokens_details", "text_tokens")
+    audio_out = _tokens(usage, "output_token_details", "audio_tokens")
+    text_out = _tokens(usage, "output_token_details", "text_tokens")
+    cost = (
+        (audio_in - cached_audio) * rates.get("audio_in", 0.0)
+        + cached_audio * rates.get("audio_in_cached", rates.get("audio_in", 0.0))
+        + (text_in - cached_text) * rates.get("text_in", 0.0)
+        + cached_text * rates.get("text_in_cached", rates.get("text_in", 0.0))
+        + audio_out * rates.get("audio_out", 0.0)
+        + text_out * rates.get("text_out", 0.0)
+    )
+    return cost / MILLION
+
+
+def chat_cost(usage: Any, model: str) -> float:
+    """One chat completion: prompt tokens (the cached share at its own rate) and completion tokens."""
+    rates = _price(model)
+    prompt = _tokens(usage, "prompt_tokens")
+    cached = _tokens(usage, "prompt_tokens_details", "cached_tokens")
+    completion = _tokens(usage, "completion_tokens")
+    cost = (
+        (prompt - cached) * rates.get("text_in", 0.0)
+        + cached * rates.get("text_in_cached", rates.get("text_in", 0.0))
+        + completion * rates.get("text_out", 0.0)
+    )
+    return cost / MILLION
+
+
+def transcription_cost(usage: Any, model: str, audio_s: float) -> float:
+    """One transcription: by tokens when the API reports them, else by the minutes of audio sent."""
+    rates = _price(model)
+    if _get(usage, "type") == "tokens" or _get(usage, "input_tokens") is not None:
+        audio_in = _tokens(usage, "input_token_details", "audio_tokens") or _tokens(usage, "input_tokens")
+        text_in = _tokens(usage, "input_token_details", "text_tokens")
+        cost = audio_in * rates.get("audio_in", 0.0) + text_in * rates.get("text_in", 0.0)
+        return (cost + _tokens(usage, "output_tokens") * rates.get("text_out", 0.0)) / MILLION
+    seconds = float(_get(usage, "seconds") or audio_s)
+    return seconds / 60 * rates.get("audio_minute", 0.0)
+
+
+def speech_cost(characters: int, audio_s: float, model: str) -> float:
+    """One synthesised sentence: its text (about four characters a token) and the minutes of audio returned."""
+    rates = _price(model)
+    return characters / 4 * rates.get("text_in", 0.0) / MILLION + audio_s / 60 * rates.get("audio_minute", 0.0)
