@@ -1,17 +1,18 @@
 """Plays fastrtc's part around one voice handler, so handler tests read like a phone call.
 
-fastrtc gives a handler microphone frames through `receive`, pulls `emit` in a loop, plays the audio it
-returns at real time, forwards `AdditionalOutputs` to the UI, ends on `CloseStream`, and hands the handler
-a `clear_queue` callback for barge-in. `CallDriver` does exactly that and records what a caller and the
-screen would get: audio (with timestamps, to see when the agent goes quiet), views, closing messages and
-the data-channel messages (errors and warnings) the browser would show. `PauseCallDriver` does the same for a
-`ReplyOnPause` handler, whose sync methods fastrtc calls from worker threads, and `telephone` makes the
-caller's voice sound as it does over a phone line.
+fastrtc gives a handler microphone frames through `receive`, pulls `emit` in a loop into an output queue that
+the caller's speaker plays at real time, forwards `AdditionalOutputs` to the UI, ends on `CloseStream`, and
+hands the handler a `clear_queue` callback for barge-in, which drops what the queue has not played yet.
+`CallDriver` does exactly that and records what a caller and the screen would get: audio (with timestamps, to
+see when the agent goes quiet), views, closing messages and the data-channel messages (errors and warnings) the
+browser would show. `PauseCallDriver` does the same for a `ReplyOnPause` handler, whose sync methods fastrtc
+calls from worker threads, and `telephone` makes the caller's voice sound as it does over a phone line.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from typing import Any
 import numpy as np
 from fastrtc import AdditionalOutputs, CloseStream
 
-from tests.speech import speech_pcm
+from tests.speech import Echo, speech_pcm
 
 RATE = 24_000
 
@@ -51,9 +52,12 @@ class CallDriver:
     views: list[dict] = field(default_factory=list)
     closed: str | None = None
     cleared: int = 0
+    dropped_ms: float = 0.0  # of audio handed over that a clear kept from the caller
     channel: DataChannel = field(default_factory=DataChannel)
     _mic: deque = field(default_factory=deque)
+    _out: deque = field(default_factory=deque)  # fastrtc's output queue: handed over, not yet played
     _tasks: list[asyncio.Task] = field(default_factory=list)
+    echo: Echo | None = None  # a handset that plays the agent back into its microphone
 
     async def __aenter__(self) -> CallDriver:
         self.handler._loop = asyncio.get_running_loop()
@@ -62,6 +66,7 @@ class CallDriver:
         self._tasks = [
             asyncio.create_task(self._start_up()),
             asyncio.create_task(self._player()),
+            asyncio.create_task(self._speaker()),
             asyncio.create_task(self._microphone()),
         ]
         return self
@@ -73,7 +78,10 @@ class CallDriver:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def _clear_queue(self) -> None:
+        """fastrtc's `clear_queue`: what was handed over but not yet played is dropped."""
         self.cleared += 1
+        self.dropped_ms += sum(pcm.size for pcm in self._out) * 1000 / RATE
+        self._out.clear()
 
     # fastrtc's calls into the handler (an async handler's, on the event loop)
     async def _start_up(self) -> None:
@@ -98,8 +106,23 @@ class CallDriver:
             elif out is not None:
                 rate, pcm = out
                 assert rate == RATE and pcm.dtype == np.int16
-                rms = float(np.sqrt(np.mean(pcm.astype(np.float64) ** 2))) if pcm.size else 0.0
-                self.heard.append(Heard(time.monotonic(), pcm.size, rms))
+                self._out.append(pcm)
+
+    async def _speaker(self) -> None:
+        """The caller's speaker: plays the output queue in real time, one chunk after the other."""
+        ends = 0.0
+        while True:
+            if not self._out:
+                await asyncio.sleep(0.005)
+                continue
+            pcm = self._out.popleft()
+            starts = max(time.monotonic(), ends)
+            await asyncio.sleep(starts - time.monotonic())
+            rms = float(np.sqrt(np.mean(pcm.astype(np.float64) ** 2))) if pcm.size else 0.0
+            self.heard.append(Heard(starts, pcm.size, rms))
+            if self.echo is not None:
+                self.echo.played(starts, pcm, RATE)
+            ends = starts + pcm.size / RATE
 
     async def _microphone(self) -> None:
         """A live microphone at the handler's input rate: 20 ms frames in real time, silence between words."""
@@ -109,6 +132,8 @@ class CallDriver:
         next_at = time.monotonic()
         while True:
             chunk = self._mic.popleft() if self._mic else silence
+            if self.echo is not None:
+                chunk = self.echo.into(chunk, time.monotonic())
             await self._receive((rate, chunk))
             next_at += frame / rate
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
@@ -120,6 +145,18 @@ class CallDriver:
         rate = self.handler.input_sample_rate
         frame = rate // 50
         pcm = self._speech(text, rate)
+        pad = (-pcm.size) % frame
+        self._mic.extend(np.concatenate([pcm, np.zeros(pad, dtype=np.int16)]).reshape(-1, 1, frame))
+        while self._mic:
+            await asyncio.sleep(0.02)
+
+    async def noise(self, ms: int, dbfs: float = -20.0) -> None:
+        """A burst of noise into the microphone (a cough, a door, a click): loud, but no words."""
+        rate = self.handler.input_sample_rate
+        frame = rate // 50
+        samples = np.random.default_rng(ms).standard_normal(rate * ms // 1000)
+        samples *= 32768 * 10 ** (dbfs / 20) / np.sqrt(np.mean(samples**2))
+        pcm = np.clip(samples, -32768, 32767).astype(np.int16)
         pad = (-pcm.size) % frame
         self._mic.extend(np.concatenate([pcm, np.zeros(pad, dtype=np.int16)]).reshape(-1, 1, frame))
         while self._mic:
@@ -207,3 +244,37 @@ class PauseCallDriver(CallDriver):
     def _speech(self, text: str, rate: int) -> np.ndarray:
         pcm = speech_pcm(text, rate)
         return telephone(pcm, rate) if self.phone_line else pcm
+
+
+# ---- an engine, as the shared call sees one ---------------------------------------------------------------
+
+
+@dataclass
+class FakeVoice:
+    """An engine as the call sees it (`components.call.call.Voice`): records what it is asked to say, can be made
+    busy speaking, and counts the hang-ups."""
+
+    said: list[str] = field(default_factory=list)
+    speaking: bool = False
+    hung_up: int = 0
+    can_speak: bool = True
+
+    async def say_now(self, instructions: str) -> bool:
+        self.said.append(instructions)
+        return self.can_speak
+
+    def busy(self) -> bool:
+        return self.speaking
+
+    async def hang_up(self) -> None:
+        self.hung_up += 1
+
+
+@dataclass
+class Page:
+    """fastrtc's data channel to the browser, as a call's `notify` sees it: the toasts the page would show."""
+
+    messages: list[dict] = field(default_factory=list)
+
+    async def send(self, message: str) -> None:
+        self.messages.append(json.loads(message))

@@ -26,6 +26,7 @@ from components.store.reservations import ReservationStore
 from tests import fake_openai_http as http
 from tests import fake_realtime as realtime
 from tests.call_driver import CallDriver, PauseCallDriver
+from tests.speech import Echo
 
 ENGINES = ("realtime", "pipeline")
 KEY = "sk-test-engine-calls"
@@ -70,8 +71,10 @@ def run_call(
     env: pytest.MonkeyPatch,
     language: str = "en",
     caller: Caller | None = None,
+    echo_db: float | None = None,
 ) -> CallDriver:
-    """Run one call on `engine`: a browser call in `language`, or a phone call from `caller` when one is given."""
+    """Run one call on `engine`: a browser call in `language`, or a phone call from `caller` when one is given;
+    with `echo_db`, the caller's handset plays the agent back into its microphone that much quieter."""
     env.setenv("OPENAI_BASE_URL", server.base_url)
     env.setenv("HF_HUB_OFFLINE", "1")
     env.delenv("OPENAI_API_KEY", raising=False)
@@ -87,6 +90,8 @@ def run_call(
     else:
         handler.set_args(["webrtc-id", language, "cedar", KEY])
     driver = CallDriver(handler) if engine == "realtime" else PauseCallDriver(handler, phone_line=caller is not None)
+    if echo_db is not None:
+        driver.echo = Echo(echo_db, handler.input_sample_rate)
 
     async def main() -> CallDriver:
         async with driver as call:

@@ -598,6 +598,7 @@ class _Conn:
         self.last_tool_output: Any = None
         self.active_response: _ActiveResponse | None = None
         self.turn_task: asyncio.Task | None = None
+        self.side_tasks: set[asyncio.Task] = set()  # transcriptions of turns that did not interrupt an answer
         self.continuation: asyncio.Future | None = None
         self.pending: tuple[list, list] | None = None
         self.deferred_creates: deque = deque()
@@ -691,6 +692,8 @@ class _Conn:
             pass
         finally:
             await self._stop_turn()
+            for task in list(self.side_tasks):
+                task.cancel()
             for resp_fut in (self.continuation,):
                 if resp_fut is not None and not resp_fut.done():
                     resp_fut.cancel()
@@ -892,9 +895,12 @@ class _Conn:
         self.buffer_start_samples = self.samples_in if end_samples is None else max(end_samples, 0)
         await self.send({"type": "conversation.item.added", "item": copy.deepcopy(item), "previous_item_id": prev})
         await self.send({"type": "conversation.item.done", "item": copy.deepcopy(item), "previous_item_id": prev})
-        # the caller took the floor: whatever the previous turn was doing is abandoned
-        await self.cancel_turn("turn_detected")
-        self.continuation = None
+        # the caller took the floor: whatever the previous turn was doing is abandoned, unless the session
+        # says turns do not interrupt answers (`interrupt_response: false`: the client decides)
+        td = self._turn_detection() or {}
+        if td.get("interrupt_response", True) is not False:
+            await self.cancel_turn("turn_detected")
+            self.continuation = None
         turn = self.cursor.next_speech()
         if turn is None:
             steps: list = [user_said(self.script.default_transcript), say(self.script.default_reply)]
@@ -914,7 +920,20 @@ class _Conn:
             # transcribe now; the response (and late transcripts) wait for response.create
             late = [(i, s) for i, s in tagged if isinstance(s, UserSaid) and s.late]
             self.pending = (rest, late)
-            self.start_turn([], transcription=[t for t in tagged if t not in late])
+            now = [t for t in tagged if t not in late]
+            if self.turn_task is not None and not self.turn_task.done():  # an answer goes on over this turn
+                self._side_task(self._transcribe_all(now))
+            else:
+                self.start_turn([], transcription=now)
+
+    async def _transcribe_all(self, transcription: list) -> None:
+        for item_id, s in transcription:
+            await self._transcribe(item_id, s)
+
+    def _side_task(self, coroutine: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self.side_tasks.add(task)
+        task.add_done_callback(self.side_tasks.discard)
 
     async def on_input_audio_buffer_commit(self, ev: dict) -> None:
         buffered = (self.samples_in + self.vad_buf.size - self.buffer_start_samples) * 1000 / SAMPLE_RATE
@@ -1118,6 +1137,8 @@ class _Conn:
             task = self.turn_task
             if task is not None and not task.done():
                 await asyncio.wait([task], timeout=5)  # the transcription of the committed turn
+            if self.side_tasks:
+                await asyncio.wait(list(self.side_tasks), timeout=5)
             await self._stop_turn()
             self.start_turn(steps, transcription=late)
             return

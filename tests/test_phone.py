@@ -50,6 +50,7 @@ from tests.fake_realtime import (
     say,
     user_said,
 )
+from tests.speech import Echo
 from tests.twilio_caller import TwilioCaller, incoming, new_sid, parse_twiml, signed_post
 
 KEY = "sk-test-phone"
@@ -392,6 +393,57 @@ def test_barge_in_on_the_phone_tells_twilio_to_clear_what_the_caller_would_hear(
     # The model was told how much of its answer the caller heard.
     assert len(truncations) == 1
     assert 1500 <= truncations[0]["audio_end_ms"] <= sent_ms < 8000 + 1
+
+
+def test_the_echo_of_the_agents_own_voice_on_a_handset_neither_cuts_it_off_nor_becomes_a_turn(
+    config, store, phone_env
+) -> None:
+    long_answer = "We have many tables free on that evening, let me list every single one of them for you. " * 3
+    script = Script(
+        greet("Hello, AI-SHIFT speaking, how can I help?"),
+        on_caller_speech(user_said("(the greeting's echo)")),
+        on_caller_speech(user_said("What is free on Friday?"), say(long_answer, audio_ms=6000)),
+        on_caller_speech(user_said("(the answer's echo)")),
+        on_caller_speech(user_said("Seven, please."), say("Seven it is.")),
+    )
+
+    async def call(server: ServerThread, fake: FakeRealtimeServer) -> tuple[TwilioCaller, FeedReader, float]:
+        def turns_closed() -> int:
+            return sum(1 for event in fake.vad_log() if event["kind"] == "speech_stopped")
+
+        _, caller = start_call(server)
+        caller.echo = Echo(loss_db=18, mic_rate=8000)  # a handset that leaks its earpiece into its microphone
+        async with caller, FeedReader(f"{server.url}/outputs?stream_id={caller.stream_sid}") as feed:
+            await caller.until(lambda: caller.audible_ms() > 1000, what="the greeting")
+            await caller.until_quiet()
+            await caller.until(lambda: turns_closed() == 1, what="the server to close the greeting's echo")
+            asked_at = time.monotonic()
+            await caller.say("What is free on Friday?")
+            await caller.until(lambda: caller.audible_ms(since=asked_at) > 1000, what="the long answer")
+            await caller.until_quiet(timeout=30)
+            answer_ms = caller.audible_ms(since=asked_at)
+            await caller.until(lambda: turns_closed() == 3, what="the server to close the answer's echo")
+            await caller.say("Seven, please.")
+            await caller.until(lambda: "Seven it is." in feed.lines("assistant"), what="the next answer")
+            await caller.until_quiet()
+        return caller, feed, answer_ms
+
+    with FakeRealtimeServer(script, api_key=KEY, min_audio_ms=300) as fake:
+        with running_server(config, store, fake, phone_env) as server:
+            caller, feed, answer_ms = asyncio.run(call(server, fake))
+        turns = [e["item_id"] for e in fake.vad_log() if e["kind"] == "speech_started"]
+        echo_turns = turns[0:4:2]  # the greeting's and the long answer's (the last answer's may still be open)
+        deleted = [e["item_id"] for e in fake.client_events("conversation.item.delete")]
+        cut = fake.client_events("conversation.item.truncate") + fake.client_events("response.cancel")
+
+    # The server's VAD heard the echo of both answers, and each time the line kept playing: the whole answer
+    # reached the caller, nothing was cleared or cut, and the echo turns were deleted, never answered.
+    assert len(turns) >= 4 and deleted[:2] == echo_turns
+    assert turns[1] not in deleted and turns[3] not in deleted
+    assert not caller.clears and not cut
+    assert answer_ms >= 5800
+    # The transcript has what the caller said, and nothing of the echo.
+    assert feed.lines("user") == ["What is free on Friday?", "Seven, please."]
 
 
 def test_the_time_limit_ends_a_phone_call_politely_then_hangs_up(config, store, phone_env) -> None:

@@ -31,7 +31,7 @@ from twilio.request_validator import RequestValidator
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.speech import speech_pcm
+from tests.speech import Echo, speech_pcm
 
 RATE = 8000
 FRAME = RATE // 50  # 20 ms, as Twilio sends it
@@ -186,6 +186,7 @@ class TwilioCaller:
     _pending_marks: list[tuple[float, str]] = field(default_factory=list)
     _seq: int = 0
     _stopped: bool = False
+    echo: Echo | None = None  # a handset that plays what the caller hears back into its microphone
 
     async def __aenter__(self) -> TwilioCaller:
         self._ws = await connect(self.ws_url, max_size=2**20)
@@ -236,7 +237,7 @@ class TwilioCaller:
         chunk, next_at = 0, time.monotonic()
         try:
             while True:
-                payload = self._mic.popleft() if self._mic else SILENCE
+                payload = self._with_echo(self._mic.popleft() if self._mic else SILENCE)
                 chunk += 1
                 media = {"track": "inbound", "chunk": str(chunk), "timestamp": str(chunk * 20), "payload": ""}
                 media["payload"] = base64.b64encode(payload).decode("ascii")
@@ -246,6 +247,12 @@ class TwilioCaller:
                 await asyncio.sleep(max(0.0, next_at - time.monotonic()))
         except ConnectionClosed:
             pass
+
+    def _with_echo(self, payload: bytes) -> bytes:
+        """The microphone's frame, with the echo of what the speaker is playing right now mixed in."""
+        if self.echo is None:
+            return payload
+        return mulaw_encode(self.echo.into(mulaw_decode(payload), time.monotonic()))
 
     def _echo_due_marks(self) -> None:
         now = time.monotonic()
@@ -272,9 +279,13 @@ class TwilioCaller:
                     self._play_end = start + pcm.size / RATE
                     rms = float(np.sqrt(np.mean(pcm.astype(np.float64) ** 2))) if pcm.size else 0.0
                     self.heard.append(Heard(start, pcm.size, rms))
+                    if self.echo is not None:
+                        self.echo.played(start, pcm, RATE)
                 elif event == "clear":
                     self.clears.append(now)
                     self.heard = [h for h in self.heard if h.at <= now]  # what was buffered is never played
+                    if self.echo is not None:
+                        self.echo.clear(now)
                     self._play_end = now
                     for _, name in self._pending_marks:
                         self._spawn_mark(name)

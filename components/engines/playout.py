@@ -5,6 +5,9 @@ speech would sit in a queue we cannot see into: barge-in would have to guess how
 and a phone caller's Twilio buffer would fill up. Instead the handler hands over audio only a short lead
 ahead of the play-out clock. The position of every item is then known to within that lead, which is what
 `conversation.item.truncate` needs (`audio_end_ms` = audio actually played, never more than received).
+
+Barge-in first *pauses* (`pause`): what was handed to the transport but not yet heard is taken back into the
+queue, so `resume` plays on from exactly where the caller stopped hearing; a confirmed barge-in then `clear`s.
 """
 
 from __future__ import annotations
@@ -57,10 +60,12 @@ class Playout:
         self.lead_s = lead_s
         self._clock = clock
         self._pending: deque[tuple[str, np.ndarray]] = deque()
+        self._handed: deque[tuple[str, np.ndarray, float]] = deque()  # handed over, not yet heard: (item, chunk, end)
         self._items: dict[str, ItemProgress] = {}
         self._current: str | None = None
         self._play_end = 0.0
         self._arrived = asyncio.Event()
+        self._paused = False
 
     def push(self, item_id: str, pcm: np.ndarray) -> None:
         """Queue received audio (int16 mono) of an assistant item."""
@@ -72,6 +77,9 @@ class Playout:
 
     async def next_chunk(self, timeout: float = 0.05) -> np.ndarray | None:
         """The next slice of audio once it is due, or None if nothing is due within `timeout` seconds."""
+        if self._paused:
+            await asyncio.sleep(timeout)
+            return None
         if not self._pending:
             self._arrived.clear()
             try:
@@ -87,7 +95,7 @@ class Playout:
                 await asyncio.sleep(timeout)
                 return None
             await asyncio.sleep(wait)
-            if not self._pending:  # cleared by a barge-in while we waited
+            if not self._pending or self._paused:  # cleared or paused by a barge-in while we waited
                 return None
         item_id, pcm = self._pending[0]
         chunk, rest = pcm[: self.chunk], pcm[self.chunk :]
@@ -101,6 +109,9 @@ class Playout:
         progress.emitted += chunk.size
         progress.ends_at = self._play_end
         self._current = item_id
+        while self._handed and self._handed[0][2] <= now:
+            self._handed.popleft()
+        self._handed.append((item_id, chunk, self._play_end))
         return chunk
 
     def played_ms(self, item_id: str) -> int:
@@ -114,14 +125,53 @@ class Playout:
 
     @property
     def speaking(self) -> bool:
-        """True while audio is queued or still playing out."""
+        """True while audio is queued (or paused) or still playing out."""
         return bool(self._pending) or self._play_end > self._clock()
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def pause(self) -> None:
+        """Stop handing out audio, and take back what the transport has not played yet (the engine clears the
+        transport's queue at the same moment), so that `resume` goes on from what the listener last heard."""
+        now = self._clock()
+        taken: list[tuple[str, np.ndarray]] = []
+        for item_id, chunk, ends in self._handed:
+            if ends <= now:
+                continue
+            unheard = min(chunk.size, round((ends - now) * self.sample_rate))
+            taken.append((item_id, chunk[chunk.size - unheard :]))
+            progress = self._items[item_id]
+            progress.emitted -= unheard
+            progress.ends_at = now
+        self._handed.clear()
+        self._pending.extendleft(reversed(taken))
+        self._play_end = min(self._play_end, now)
+        self._paused = True
+
+    def resume(self) -> None:
+        self._paused = False
+        if self._pending:
+            self._arrived.set()
+
+    def level_dbfs(self) -> float:
+        """How loud what is playing now is (dB below full scale): the echo guard's reference."""
+        now = self._clock()
+        playing = [chunk for _, chunk, ends in self._handed if ends > now]
+        if not playing:
+            return -120.0
+        samples = np.concatenate(playing).astype(np.float64)
+        rms = float(np.sqrt(np.mean(samples * samples)))
+        return 20 * np.log10(rms / 32768) if rms > 0 else -120.0
 
     def clear(self) -> Cut | None:
         """Drop everything not yet played; say which item was cut and where, if one was audible or queued."""
         queued_item = self._pending[0][0] if self._pending else None
         item_id = queued_item or (self._current if self._play_end > self._clock() else None)
         self._pending.clear()
+        self._handed.clear()
+        self._paused = False
         cut = None
         if item_id is not None:
             progress = self._items[item_id]

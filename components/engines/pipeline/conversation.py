@@ -26,9 +26,10 @@ import openai
 from openai import AsyncOpenAI
 
 from components.call.call import Call
+from components.call.costs import chat_cost, speech_cost, transcription_cost
 from components.engines.pipeline.reply import PipelineTurn, Reply, ms_since, wav
 from components.engines.pipeline.settings import PipelineSettings
-from components.engines.playout import Playout
+from components.engines.playout import SAMPLE_RATE, Playout
 from components.restaurant.prompt import render_instructions
 from components.restaurant.tools import chat_tools
 
@@ -79,6 +80,8 @@ class Conversation:
             )
             text = (getattr(result, "text", None) or "").strip()
             figures.transcript_ms = ms_since(started)
+            model = self.call.settings.transcription_model
+            figures.cost_usd += transcription_cost(getattr(result, "usage", None), model, pcm.size / rate)
         except Exception as error:  # reported below, once the order of the transcript allows
             failure = error
         if previous is not None and not previous.done():
@@ -116,6 +119,7 @@ class Conversation:
             async for chunk in stream:
                 if chunk.usage is not None:
                     _count_tokens(figures, chunk.usage)
+                    figures.cost_usd += chat_cost(chunk.usage, self.pipeline.chat_model)
                 for choice in chunk.choices:
                     delta = choice.delta
                     if delta.content:
@@ -211,6 +215,8 @@ class Conversation:
                 await self.on_failure(error)  # this sentence is shown, not spoken; the reply goes on
             finally:
                 sentence.done = True
+                audio_s = sentence.received / SAMPLE_RATE
+                figures.cost_usd += speech_cost(len(sentence.text), audio_s, self.pipeline.tts_model)
             if self.call.close_message is not None:
                 return
 

@@ -35,7 +35,9 @@ from fastrtc import ReplyOnPause
 from fastrtc.reply_on_pause import AppState
 from openai import AsyncOpenAI
 
+from components.call.barge_in import BargeIn
 from components.call.call import Call, CallEnded, ui_inputs
+from components.call.echo import EchoCheck
 from components.call.notices import notice
 from components.engines.pipeline.conversation import Conversation
 from components.engines.pipeline.reply import PipelineTurn, Reply, ms_since
@@ -47,6 +49,8 @@ from components.settings import AgentSettings
 from components.store.reservations import ReservationStore
 
 log = logging.getLogger(__name__)
+
+ENGINE = "pipeline"
 
 INPUT_RATE = 16_000  # what the VAD and speech-to-text want; fastrtc resamples the caller to it
 IDLE_WAIT_S = 0.05  # how long `emit` waits for a turn before returning (fastrtc calls it in a loop)
@@ -80,7 +84,7 @@ class PipelineHandler(ReplyOnPause):
         self.store = store
         self.settings = settings or AgentSettings.from_env()
         self.pipeline = pipeline or PipelineSettings.from_env()
-        self.call = Call(config, store, self.settings, voice=self, notify=self.send_message)
+        self.call = Call(config, store, self.settings, voice=self, notify=self.send_message, engine=ENGINE)
         self.playout = Playout()
         self._client: AsyncOpenAI | None = None
         self._conversation: Conversation | None = None
@@ -98,6 +102,8 @@ class PipelineHandler(ReplyOnPause):
         self._talk_speech = 0.0  # seconds of speech in the caller's current utterance
         self._barged: AppState | None = None  # the utterance that already interrupted the agent
         self._tail_vad: SileroVAD | None = None
+        self._barge: BargeIn | None = None  # the local barge-in, made once the call's loop runs
+        self._echo: EchoCheck | None = None  # with it: the VAD's turns that may be the agent's echo
 
     def copy(self) -> PipelineHandler:
         return PipelineHandler(self.config, self.store, self.settings, self.pipeline)
@@ -112,27 +118,40 @@ class PipelineHandler(ReplyOnPause):
         if self.call.close_message is not None or self._shutting_down:
             return
         super().receive(frame)
+        barge, echo = self._barge, self._echo
+        if barge is not None and echo is not None:
+            pcm = np.asarray(frame[1]).reshape(-1)
+            barge.hear(pcm, frame[0])  # pauses the agent within tens of ms
+            echo.hear(pcm, frame[0], agent_speaking=self.playout.speaking)
         state = self.state
         if (
             state.started_talking
             and self._barged is not state
             and self._talk_speech >= BARGE_IN_SPEECH_S
             and self._agent_active()
-        ):
+            and not (echo is not None and echo.holds(state))
+        ):  # the VAD's turn confirms the caller's speech
             self._barged = state
-            self.loop.call_soon_threadsafe(self._barge_in)
+            self.loop.call_soon_threadsafe(self._confirm_barge_in)
 
     def determine_pause(self, audio: np.ndarray, sampling_rate: int, state: AppState) -> bool:
-        """fastrtc's rule, plus the chunk before speech started (the first syllable) and a speech count."""
+        """fastrtc's rule, plus the chunk before speech started (the first syllable), a speech count, and on the
+        phone the agent's own echo dropped (`call.echo`)."""
         analysed = len(audio) / sampling_rate >= self.algo_options.audio_chunk_duration
         was_talking = state.started_talking
         paused = super().determine_pause(audio, sampling_rate, state)
+        if paused and self._echo is not None and self._echo.is_echo(state):
+            state.stream, state.started_talking, self._talk_speech = None, False, 0.0
+            return False
         if analysed:
             speech = float(getattr(self.model, "last_speech_s", BARGE_IN_SPEECH_S))
             if state.started_talking and not was_talking:
                 if self._preroll is not None and state.stream is not None:
                     state.stream = np.concatenate((self._preroll, state.stream))
                 self._talk_speech = speech
+                barge = self._barge
+                if barge is not None and barge.echo_guard and self.playout.speaking and not barge.paused:
+                    self._echo.suspect(state)
             elif state.started_talking:
                 self._talk_speech += speech
             self._preroll = None if state.started_talking else audio
@@ -200,6 +219,16 @@ class PipelineHandler(ReplyOnPause):
     async def _start(self) -> None:
         if not await self.call.begin(await ui_inputs(self)):
             return
+        self._barge = BargeIn(
+            self.loop,
+            speaking=self._agent_active,
+            pause=self._pause,
+            resume=self.playout.resume,
+            cut=self._barge_in,
+            played_dbfs=self.playout.level_dbfs,
+            echo_guard=self.phone_mode,  # a phone's handset may not cancel the agent's echo
+        )
+        self._echo = EchoCheck(self._barge.settings.threshold_dbfs)
         assert self.call.options is not None
         self._client = AsyncOpenAI(
             api_key=self.call.options.api_key,
@@ -250,6 +279,8 @@ class PipelineHandler(ReplyOnPause):
 
     def _stop_turn(self) -> None:
         """A new turn replaces one still going (fastrtc restarted us on a new pause)."""
+        if self._barge is not None:
+            self._barge.reset()
         if self._turn_task is not None and not self._turn_task.done():
             self._cut()
             self._turn_task.cancel()
@@ -324,6 +355,20 @@ class PipelineHandler(ReplyOnPause):
             self.call.changed()
         if self._reply_now is not None and self._reply_now.reveal(self.playout, self.call.state):
             self.call.changed()
+
+    def _confirm_barge_in(self) -> None:
+        if self._barge is not None:
+            self._barge.confirm()  # cuts through `_barge_in`
+        else:
+            self._barge_in()
+
+    def _pause(self) -> None:
+        """The caller may be talking over the agent: hold its voice (what was not yet heard comes back)."""
+        if self._echo is not None:
+            self._echo.claim()  # a turn the VAD began first is the local detector's to judge now
+        self.playout.pause()
+        if self._clear_queue is not None:
+            self.clear_queue()
 
     def _barge_in(self) -> None:
         """The caller talks over the agent: silence it now, drop the unfinished work, keep what was heard."""

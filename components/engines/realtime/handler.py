@@ -26,9 +26,11 @@ from openai import AsyncOpenAI
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from components.call.call import Call, CallEnded, ui_inputs
+from components.call.costs import realtime_cost
 from components.call.notices import notice
 from components.call.state import Turn
 from components.engines.playout import SAMPLE_RATE, Playout
+from components.engines.realtime.floor import Floor
 from components.restaurant.config import RestaurantConfig
 from components.restaurant.prompt import render_instructions, resume_note
 from components.restaurant.tools import realtime_tools
@@ -36,6 +38,8 @@ from components.settings import AgentSettings
 from components.store.reservations import ReservationStore
 
 log = logging.getLogger(__name__)
+
+ENGINE = "realtime"
 
 # Old (beta) names some servers still send, mapped to their GA names.
 LEGACY_EVENTS = {
@@ -63,12 +67,12 @@ class RealtimeHandler(AsyncStreamHandler):
         self.config = config
         self.store = store
         self.settings = settings or AgentSettings.from_env()
-        self.call = Call(config, store, self.settings, voice=self, notify=self.send_message)
+        self.call = Call(config, store, self.settings, voice=self, notify=self.send_message, engine=ENGINE)
         self.playout = Playout()
         self._conn: Any = None
         self._instructions = ""
         self._shutting_down = False
-        self._cut_items: set[str] = set()
+        self.floor: Floor | None = None  # who has the floor: made once the call's loop runs
         self._response_active = False
         self._tool_outputs_pending = False
         self._queued_instructions: str | None = None
@@ -84,6 +88,14 @@ class RealtimeHandler(AsyncStreamHandler):
     async def start_up(self) -> None:
         try:
             if await self.call.begin(await ui_inputs(self)):
+                self.floor = Floor(
+                    self.call,
+                    self.playout,
+                    clear_transport=self._clear_transport,
+                    send=self._send_event,
+                    responding=lambda: self._response_active,
+                    echo_guard=self.phone_mode,  # a phone's handset may not cancel the agent's echo
+                )
                 await self._converse()
         except CallEnded as ended:
             await self.call.end(ended.message, error=True)
@@ -94,6 +106,8 @@ class RealtimeHandler(AsyncStreamHandler):
         conn = self._conn
         if conn is None or self.call.close_message is not None:
             return
+        if self.floor is not None:
+            self.floor.hear(frame[1].reshape(-1))
         try:
             # 50 times a second per call: the SDK's typed `input_audio_buffer.append` costs more than the audio
             audio = base64.b64encode(frame[1].tobytes()).decode("ascii")
@@ -161,8 +175,8 @@ class RealtimeHandler(AsyncStreamHandler):
                         "type": "server_vad",
                         "silence_duration_ms": 500,
                         "prefix_padding_ms": 300,
-                        "create_response": True,
-                        "interrupt_response": True,
+                        "create_response": False,  # `floor` answers a turn, or drops a noise
+                        "interrupt_response": False,  # `floor` pauses, resumes or cuts the agent
                         "idle_timeout_ms": self.settings.idle_reprompt_ms,
                     },
                 },
@@ -233,11 +247,8 @@ class RealtimeHandler(AsyncStreamHandler):
                 await conn.close()
 
     def _reset_turn_state(self) -> None:
-        cut = self.playout.clear()
-        if cut is not None:
-            self.call.state.agent_cut(cut.item_id, cut.played_ms / max(1, cut.received_ms))
-        if self._clear_queue is not None:
-            self.clear_queue()
+        if self.floor is not None:
+            self.floor.forget_playback()
         self._response_active = self._tool_outputs_pending = self._awaiting_server = False
         self._queued_instructions = None
 
@@ -258,27 +269,32 @@ class RealtimeHandler(AsyncStreamHandler):
         if kind == "response.output_audio.delta":
             self._on_audio(event)
         elif kind == "response.output_audio_transcript.delta":
-            if event.get("item_id") not in self._cut_items:
+            if event.get("item_id") not in self._cut():
                 self.call.state.agent_delta(event["item_id"], event.get("delta", ""))
                 self.call.changed()
         elif kind == "response.output_audio_transcript.done":
-            if event.get("item_id") not in self._cut_items:
+            if event.get("item_id") not in self._cut():
                 self.call.state.agent_done(event["item_id"], event.get("transcript"))
                 self.call.changed()
         elif kind == "input_audio_buffer.speech_started":
-            await self._on_barge_in()
+            if self.floor is not None:
+                self.floor.speech_started(event.get("item_id", ""))
         elif kind == "input_audio_buffer.speech_stopped":
-            self._speech_stopped_at = time.monotonic()
-            self._awaiting_server = True
+            if self._shown(event):
+                self._speech_stopped_at = time.monotonic()
         elif kind == "input_audio_buffer.committed":
-            self.call.state.user_pending(event["item_id"])
-            self.call.changed()
+            if self.floor is None or self.floor.committed(event["item_id"]):
+                self.call.state.user_pending(event["item_id"])
+                self.call.changed()
+                await self._create_response()
         elif kind == "conversation.item.input_audio_transcription.completed":
-            self.call.state.user_said(event["item_id"], event.get("transcript", ""))
-            self.call.changed()
+            if self._shown(event):
+                self.call.state.user_said(event["item_id"], event.get("transcript", ""))
+                self.call.changed()
         elif kind == "conversation.item.input_audio_transcription.failed":
-            self.call.state.user_inaudible(event["item_id"])
-            self.call.changed()
+            if self._shown(event):
+                self.call.state.user_inaudible(event["item_id"])
+                self.call.changed()
         elif kind == "response.created":
             self._response_active = True
             self._turn = Turn()
@@ -292,9 +308,28 @@ class RealtimeHandler(AsyncStreamHandler):
         elif kind == "error":
             self._on_error(event.get("error") or {})
 
+    def _cut(self) -> set[str]:
+        return self.floor.cut_items if self.floor is not None else set()
+
+    def _shown(self, event: dict[str, Any]) -> bool:
+        return self.floor is None or self.floor.shown(event.get("item_id", ""))
+
+    def _clear_transport(self) -> None:
+        if self._clear_queue is not None:
+            self.clear_queue()  # fastrtc's queue, and on the phone Twilio's buffer (`clear`)
+
+    async def _send_event(self, kind: str, fields: dict[str, Any]) -> None:
+        conn = self._conn
+        if conn is None:
+            return
+        try:
+            await conn.send_raw(json.dumps({"type": kind, **fields}))
+        except ConnectionClosed:
+            pass  # the conversation loop sees the drop and handles it
+
     def _on_audio(self, event: dict[str, Any]) -> None:
         item_id = event.get("item_id", "")
-        if item_id in self._cut_items:
+        if item_id in self._cut():
             return
         pcm = np.frombuffer(base64.b64decode(event.get("delta", "")), dtype=np.int16)
         if self._speech_stopped_at is not None and self._turn is not None:
@@ -302,18 +337,6 @@ class RealtimeHandler(AsyncStreamHandler):
             self._speech_stopped_at = None
             self.call.changed()
         self.playout.push(item_id, pcm)
-
-    async def _on_barge_in(self) -> None:
-        """The caller spoke: silence the agent at once and tell the model how much was heard."""
-        cut = self.playout.clear()
-        if self._clear_queue is not None:
-            self.clear_queue()
-        if cut is None:
-            return
-        self._cut_items.add(cut.item_id)
-        self.call.state.agent_cut(cut.item_id, cut.played_ms / max(1, cut.received_ms))
-        self.call.changed()
-        await self._conn.conversation.item.truncate(item_id=cut.item_id, content_index=0, audio_end_ms=cut.played_ms)
 
     async def _on_tool_call(self, item: dict[str, Any]) -> None:
         result = await self.call.run_tool(item.get("name", ""), item.get("arguments"))
@@ -334,6 +357,7 @@ class RealtimeHandler(AsyncStreamHandler):
             self._turn.input_tokens = usage.get("input_tokens")
             self._turn.output_tokens = usage.get("output_tokens")
             self._turn.total_tokens = usage.get("total_tokens")
+            self._turn.cost_usd = realtime_cost(usage, self.settings.model)
             self.call.changed()
         if response.get("status") == "failed":
             error = (response.get("status_details") or {}).get("error") or {}

@@ -1,0 +1,179 @@
+"""Barge-in, heard locally: the agent stops talking the instant the caller does, and goes on after a cough.
+
+Waiting for the speech service to say "the caller is speaking" costs the caller's first 60 ms of speech plus
+the uplink, while the audio already queued keeps playing: a fifth of a second of the bot talking over them.
+So every engine hands the caller's frames to a `BargeIn`, which listens for the energy of speech itself:
+
+1. **Onset** (`onset_ms` of frames above the threshold, 40 ms by default): the engine *pauses* its playout at
+   once (what was handed to the transport but not yet heard is taken back, so nothing is lost).
+2. **Confirmed** speech (`confirm_ms` of it, 250 ms by default, or the engine's own evidence: the Realtime
+   server's turn, the pipeline's VAD turn): the answer is *cut* as before, with what was heard.
+3. **Nothing confirmed** within `resume_ms` (500 ms by default): it was a cough, a door, a click; playback
+   *resumes* where it paused and the transcript shows no cut.
+
+Echo of the agent's own voice must not trigger it. Browsers cancel echo, so there the threshold is a fixed
+level above silence; on the phone the caller's handset does not always, so the threshold also stays a margin
+above what the echo of the agent's current playout level can be (`echo_guard`).
+
+Thread-safe: the pipeline engine hears frames in fastrtc's worker threads, the Realtime engine on the loop;
+the engine's hooks always run on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+SILENT_DBFS = -120.0
+
+
+def level_dbfs(pcm: np.ndarray) -> float:
+    """The RMS level of int16 audio in dB below full scale."""
+    if not pcm.size:
+        return SILENT_DBFS
+    rms = float(np.sqrt(np.mean(np.square(pcm, dtype=np.float64))))
+    return 20 * math.log10(rms / 32768) if rms > 0 else SILENT_DBFS
+
+
+@dataclass(frozen=True)
+class BargeInSettings:
+    """How quickly and how surely the agent yields (`BARGE_IN_ONSET_MS`, `BARGE_IN_CONFIRM_MS`,
+    `BARGE_IN_RESUME_MS`, `BARGE_IN_THRESHOLD_DBFS`).
+
+    The threshold sits well above a quiet room (-60 dBFS) and a phone line's hiss, and well below speech into
+    a headset or handset (-30 to -15 dBFS). On the phone, echo comes back at least `echo_loss_db` below the
+    agent's own level (a handset's echo return loss), and speech must clear it by `echo_margin_db`.
+    """
+
+    onset_ms: int = 40
+    confirm_ms: int = 250
+    resume_ms: int = 500
+    threshold_dbfs: float = -40.0
+    echo_loss_db: float = 20.0
+    echo_margin_db: float = 8.0
+
+    @classmethod
+    def from_env(cls) -> BargeInSettings:
+        def number(name: str, default: float) -> float:
+            raw = os.environ.get(name, "").strip()
+            try:
+                return float(raw) if raw else default
+            except ValueError:
+                raise ValueError(f"{name} must be a number, got {raw!r}") from None
+
+        return cls(
+            onset_ms=int(number("BARGE_IN_ONSET_MS", cls.onset_ms)),
+            confirm_ms=int(number("BARGE_IN_CONFIRM_MS", cls.confirm_ms)),
+            resume_ms=int(number("BARGE_IN_RESUME_MS", cls.resume_ms)),
+            threshold_dbfs=number("BARGE_IN_THRESHOLD_DBFS", cls.threshold_dbfs),
+        )
+
+
+class BargeIn:
+    """One call's local barge-in (see the module docstring). The engine gives it four hooks, all run on `loop`:
+    `pause()` and `resume()` the playout, `cut()` the answer, and `speaking()` (is the agent's voice out?);
+    `played_dbfs()` is the level of what is being played now (for the echo guard)."""
+
+    IDLE, PAUSED = "idle", "paused"
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        speaking: Callable[[], bool],
+        pause: Callable[[], None],
+        resume: Callable[[], None],
+        cut: Callable[[], None],
+        played_dbfs: Callable[[], float],
+        echo_guard: bool,
+        settings: BargeInSettings | None = None,
+    ) -> None:
+        self.loop = loop
+        self.settings = settings or BargeInSettings.from_env()
+        self._speaking, self._pause, self._resume, self._cut = speaking, pause, resume, cut
+        self._played_dbfs = played_dbfs
+        self.echo_guard = echo_guard
+        self.state = self.IDLE
+        self.pauses = self.resumes = self.cuts = 0  # what happened on this call, for the figures
+        self._loud_ms = 0.0  # loud audio in a row (the onset), then since the pause (the confirmation)
+        self._timer: asyncio.TimerHandle | None = None
+        self._lock = threading.Lock()
+
+    def threshold_dbfs(self) -> float:
+        if not self.echo_guard:
+            return self.settings.threshold_dbfs
+        echo = self._played_dbfs() - self.settings.echo_loss_db + self.settings.echo_margin_db
+        return max(self.settings.threshold_dbfs, echo)
+
+    def hear(self, pcm: np.ndarray, rate: int) -> None:
+        """One frame of the caller's audio (any thread)."""
+        frame_ms = pcm.size * 1000 / max(1, rate)
+        loud = level_dbfs(pcm) >= self.threshold_dbfs()
+        with self._lock:
+            if self.state == self.IDLE:  # an onset is loud audio in a row
+                self._loud_ms = self._loud_ms + frame_ms if loud else 0.0
+                heard = self.loop.call_soon_threadsafe if self._loud_ms >= self.settings.onset_ms else None
+                then = self._on_onset
+            else:  # paused: loud audio since the onset, pauses between words allowed
+                self._loud_ms += frame_ms if loud else 0.0
+                heard = self.loop.call_soon_threadsafe if self._loud_ms >= self.settings.confirm_ms else None
+                then = self.confirm
+        if heard is not None:
+            heard(then)
+
+    def _on_onset(self) -> None:
+        with self._lock:
+            if self.state != self.IDLE or not self._speaking():
+                if self.state == self.IDLE:
+                    self._loud_ms = 0.0  # the agent is quiet: this is an ordinary turn, the engine's to hear
+                return
+            self.state = self.PAUSED
+            self.pauses += 1
+        self._pause()
+        self._timer = self.loop.call_later(self.settings.resume_ms / 1000, self._expire)
+
+    def confirm(self) -> bool:
+        """The caller is really speaking (heard here, or the engine's own evidence): cut the answer, if one is
+        playing or paused. On the loop; True if it cut."""
+        with self._lock:
+            paused = self.state == self.PAUSED
+            self.state, self._loud_ms = self.IDLE, 0.0
+        self._cancel_timer()
+        if not paused and not self._speaking():
+            return False
+        self.cuts += 1
+        self._cut()
+        return True
+
+    def _expire(self) -> None:
+        with self._lock:
+            if self.state != self.PAUSED:
+                return
+            self.state, self._loud_ms = self.IDLE, 0.0
+            self.resumes += 1
+        self._timer = None
+        self._resume()
+
+    @property
+    def paused(self) -> bool:
+        return self.state == self.PAUSED
+
+    def reset(self) -> None:
+        """Forget an onset in progress (the answer ended, or was cut by other means)."""
+        with self._lock:
+            was_paused = self.state == self.PAUSED
+            self.state, self._loud_ms = self.IDLE, 0.0
+        self._cancel_timer()
+        if was_paused:
+            self._resume()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
