@@ -4,9 +4,10 @@ A fastrtc `Stream` (WebRTC offer route, stock Gradio UI at `/`) whose handler pl
 conversation by itself: no OpenAI client, no tools, no transcript. It detects the caller's turns with the
 fake's VAD rule, waits the same think time, then emits the answer (the same synthetic voice the fake
 sends) and, when the caller talks over it, drops it and clears fastrtc's queue. It emits the way the app's
-handler does, 40 ms chunks at most `LEAD_S` ahead of real time: dumping a whole answer at once would make
-fastrtc resample seconds of audio in one burst and delay the first frame, so the floor would measure that
-burst rather than the transport. What is left between its first audible frame and the caller's ear is
+handler does, 40 ms chunks at most `LEAD_S` ahead of real time, waiting for each to be due rather than
+returning nothing (fastrtc's phone loop sleeps 20 ms after every empty `emit`): dumping a whole answer at
+once would make fastrtc resample seconds of audio in one burst and delay the first frame, so the floor
+would measure that burst rather than the transport. What is left between its first audible frame and the caller's ear is
 fastrtc and WebRTC.
 
 It stamps, with `time.monotonic()`, the moment `emit` returns the first audio of each answer ("emit") and
@@ -112,10 +113,14 @@ class FloorHandler(AsyncStreamHandler):
                 await asyncio.wait_for(self._arrived.wait(), IDLE_S)
             except TimeoutError:
                 return None
-        now = time.monotonic()
-        if not self._pending or self._play_end - LEAD_S > now:
-            await asyncio.sleep(min(max(self._play_end - LEAD_S - now, 0), IDLE_S))
+        wait = self._play_end - LEAD_S - time.monotonic()
+        if wait > 0:  # wait for the chunk to be due, as the app's playout does (a `None` costs the phone 20 ms)
+            await asyncio.sleep(min(wait, IDLE_S))
+            if wait > IDLE_S or not self._pending:
+                return None
+        if not self._pending:
             return None
+        now = time.monotonic()
         chunk = self._pending.popleft()
         self._play_end = max(now, self._play_end) + chunk.size / RATE
         if self._first_of_answer:
