@@ -139,7 +139,8 @@ def _answer_windows(log: CallLog, since: float) -> list[tuple[float, list[Heard]
     """Each answer started at or after `since`, with the packets that arrived before the next one started."""
     starts = sorted(t for t in log.answer_starts if t >= since)
     windows = []
-    for start, end in zip(starts, [*starts[1:], math.inf], strict=True):
+    ends = [*starts[1:], math.inf] if starts else []  # a call with no answer stamps has no windows
+    for start, end in zip(starts, ends, strict=True):
         windows.append((start, [h for h in log.heard if start <= h.arrival < end]))
     return windows
 

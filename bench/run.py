@@ -102,7 +102,10 @@ async def _climb(
                 run = await run_level(target, calls, rounds, speech[target.transport], workdir, seed)
             except Exception as failure:  # e.g. the server would not start: report it, climb no further
                 run = LevelRun(target.name, calls, error=f"level failed: {failure!r}")
-            level[target.name] = summarise(run)
+            try:
+                level[target.name] = summarise(run)
+            except Exception as failure:  # a measuring bug must not lose the rest of the run: report it
+                level[target.name] = summarise(LevelRun(target.name, calls, error=f"summary failed: {failure!r}"))
             if level[target.name]["saturated"]:
                 saturated.add(target.name)
         if len(level) > 1:

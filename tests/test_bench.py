@@ -64,6 +64,13 @@ def test_a_round_gives_added_latency_voice_to_voice_and_barge_in_from_the_stamps
     assert (figures.underruns, figures.lost_frames, figures.missed_barge_ins) == (0, 0, 0)
 
 
+def test_a_call_whose_server_stamps_are_missing_has_no_answers_to_measure_rather_than_an_error() -> None:
+    log = CallLog("lost", heard=packets(3.0, [20 * i for i in range(10)]), spoken=[Spoken("question", 0.0, 2.0)])
+
+    figures = measure(log)
+    assert (figures.added_ms, figures.voice_to_voice_ms, figures.unheard_answers) == ([], [], 0)
+
+
 def phone_frames(start: float, arrivals_ms: list[float]) -> list[Heard]:
     """Twilio `media` messages of 40 ms (positions in 48 kHz units, as the phone caller logs them)."""
     return [Heard(start + ms / 1000, i, 1920 * i, VOICE, 0.04) for i, ms in enumerate(arrivals_ms)]
