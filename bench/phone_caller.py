@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 import httpx
 import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from bench.caller import FRAME_S, HANG_UP_TIMEOUT_S, RATE, SEND_SLACK_S, Ear, Heard, Mouth, OfferRefused, Utterance
 from bench.caller import dbfs as level_dbfs
@@ -103,7 +103,10 @@ class PhoneCaller:
             raise OfferRefused(f"HTTP {answer.status_code}: {answer.text[:200]}")
         parameters = {p.get("name", ""): p.get("value", "") for p in stream.findall("Parameter")}
         where = urlsplit(stream.get("url", ""))
-        self._ws = await connect(base_url.replace("http", "ws", 1) + where.path, max_size=2**20)
+        try:
+            self._ws = await connect(base_url.replace("http", "ws", 1) + where.path, max_size=2**20)
+        except WebSocketException as refused:
+            raise OfferRefused(f"the Media Stream was refused: {refused}") from None
         await self._send({"event": "connected", "protocol": "Call", "version": "1.0.0"})
         start = {"accountSid": ACCOUNT_SID, "streamSid": self.stream_sid, "callSid": self.call_sid}
         start |= {"tracks": ["inbound"], "customParameters": parameters}

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import asdict, fields
 from typing import Any
 
+from bench import conversation as talk
 from bench.harness import LevelRun
 from bench.metrics import CallFigures, measure, percentile
 from bench.pipeline_metrics import STAGES, PipelineFigures, pipeline_figures
@@ -167,12 +168,13 @@ LOAD_COLUMNS: list[tuple[str, Cell]] = [
 ]
 
 
-def _stage(stage: str) -> Cell:
-    def cell(s: Summary) -> str:
-        split = s["pipeline"]
-        return f"{ms(split['stages_ms'][stage]['p50'])} ({ms(split['ours_ms'][stage]['p50'])})" if split else "–"
+def _split(cell: Callable[[dict[str, Any]], str]) -> Cell:
+    """A cell of the pipeline's stage split ("–" for a level that has none, e.g. one that failed)."""
+    return lambda s: cell(s["pipeline"]) if s["pipeline"] else "–"
 
-    return cell
+
+def _stage(stage: str) -> Cell:
+    return _split(lambda split: f"{ms(split['stages_ms'][stage]['p50'])} ({ms(split['ours_ms'][stage]['p50'])})")
 
 
 PIPELINE_COLUMNS: list[tuple[str, Cell]] = [
@@ -181,8 +183,8 @@ PIPELINE_COLUMNS: list[tuple[str, Cell]] = [
         (f"{name} p50 (ours)", _stage(stage))
         for name, stage in zip(("VAD wait", "STT", "LLM", "TTS"), STAGES, strict=True)
     ),
-    ("silence + fakes p50", lambda s: ms(sum(v["p50"] or 0 for v in s["pipeline"]["fixed_ms"].values()))),
-    ("our overhead p50 / p95 / max", lambda s: _triple(s["pipeline"]["overhead_ms"])),
+    ("silence + fakes p50", _split(lambda split: ms(sum(v["p50"] or 0 for v in split["fixed_ms"].values())))),
+    ("our overhead p50 / p95 / max", _split(lambda split: _triple(split["overhead_ms"]))),
 ]
 
 
@@ -237,14 +239,37 @@ def _setup(meta: dict[str, Any]) -> str:
     )
 
 
-def _section(name: str, bench: dict[str, Any]) -> list[str]:
+def _floor_transport(benchmarks: dict[str, Any], levels: list[Level]) -> list[str]:
+    """For the pipeline: what WebRTC itself costs, both ways, in the floor at the same N (its voice to voice
+    beyond its fixed silence and think time), since the uplink is inside our VAD wait."""
+    fixed_ms = talk.SILENCE_MS + 1000 * talk.THINK_S
+    floors = {
+        level["calls"]: level["floor"] for level in benchmarks.get("webrtc", {}).get("levels", []) if "floor" in level
+    }
+    shares = [
+        f"N={level['calls']}: {ms(v2v - fixed_ms)}"
+        for level in levels
+        if (v2v := (floors.get(level["calls"]) or {}).get("voice_to_voice_ms", {}).get("p50")) is not None
+    ]
+    if not shares:
+        return []
+    return [
+        "For comparison, the WebRTC floor's voice to voice beyond its fixed "
+        f"{fixed_ms:.0f} ms (silence and think time), p50 — the transport both ways, uplink mostly: "
+        + ", ".join(shares)
+        + ".",
+        "",
+    ]
+
+
+def _section(name: str, bench: dict[str, Any], benchmarks: dict[str, Any]) -> list[str]:
     levels = bench["levels"]
     targets = tuple(t for t in TARGETS if any(t in level for level in levels))
     latency = LATENCY_COLUMNS + (PHONE_COLUMNS if name == "phone" else [])
     lines = [f"## {TITLES[name]}", "", *_table(levels, latency, targets, "floor" in targets), ""]
     if name == "pipeline":
         lines += ["Voice to voice by stage: each stage's p50 (our part of it in brackets).", ""]
-        lines += [*_table(levels, PIPELINE_COLUMNS, ("ours",), False), ""]
+        lines += [*_table(levels, PIPELINE_COLUMNS, ("ours",), False), "", *_floor_transport(benchmarks, levels)]
     lines += ["Load:", "", *_table(levels, LOAD_COLUMNS, targets, False), ""]
     for target, starts in bench["startup_s"].items():
         if starts:
@@ -263,7 +288,7 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [f"# Voicebot benchmark, {meta['started_at']}", "", f"{meta['machine']}. `{meta['command']}`.", ""]
     lines += [_setup(meta), ""]
     for name, bench in result["benchmarks"].items():
-        lines += _section(name, bench)
+        lines += _section(name, bench, result["benchmarks"])
     lines += ["## Targets", "", "| target | measured | result |", "|---|---|---|"]
     for verdict in result["targets"]:
         lines.append(f"| {verdict['target']} | {verdict['measured']} | {_RESULT[verdict['passed']]} |")
