@@ -6,8 +6,8 @@
    each call's fake connection is known (the one that appeared after it connected), and hear their greeting.
 4. Once all are greeted, all talk at once (`bench.calls`), each after a random delay under `SPREAD_S` so
    they are not in lock step. Meanwhile the CPU time of the server, of this process and of the fake is
-   read, the server's RSS sampled, and this process's event-loop lag watched (the callers' stamps are as
-   late as it).
+   read, and the whole machine's (so that other work on it shows), the server's RSS sampled, and this
+   process's event-loop lag watched (the callers' stamps are as late as it).
 5. Everyone hangs up, and the server side's stamps are added to each call's log: the fake's for our app,
    the floor's own (over the data channel on WebRTC, from `GET /bench/stamps` on the phone).
 
@@ -31,7 +31,7 @@ from bench.calls import AnyCaller, Speech, converse, reason
 from bench.fake_process import FakeProcess
 from bench.metrics import CallLog
 from bench.phone_caller import PhoneCaller, PhoneVoice
-from bench.procstat import CpuWindow, LoopLag, PeakRss, ProcessMeter
+from bench.procstat import CpuWindow, LoopLag, MachineMeter, PeakRss, ProcessMeter
 from bench.servers import RunningServer, Target, running
 
 SPREAD_S = 2.0
@@ -49,6 +49,7 @@ class LevelRun:
     logs: list[CallLog] = field(default_factory=list)
     server_cpu_percent: float | None = None
     harness_cpu_percent: float | None = None
+    other_cpu_percent: float | None = None  # every other process on the machine
     harness_lag_s: list[float] = field(default_factory=list)
     idle_rss_bytes: int | None = None
     peak_rss_bytes: int | None = None
@@ -164,14 +165,15 @@ async def run_level(target: Target, calls: int, rounds: int, speech: Speech, wor
                         task = converse(caller, speech, rounds, call.rng, gate, call.greeted, spread_s)
                         call.task = asyncio.create_task(task)
                 await asyncio.gather(*(call.greeted for call in placed))
-                window = CpuWindow(meter, *harness)
+                window = CpuWindow(meter, *harness, MachineMeter())
                 gate.set()
                 async with LoopLag() as lag:
                     logs = list(await asyncio.gather(*(call.log() for call in placed)))
                 run.harness_lag_s = lag.lags_s
                 run.talk_s = time.monotonic() - window.started
                 cpu = window.percent()
-                run.server_cpu_percent, run.harness_cpu_percent = cpu[0], sum(cpu[1:])
+                run.server_cpu_percent, run.harness_cpu_percent = cpu[0], sum(cpu[1:-1])
+                run.other_cpu_percent = max(0.0, cpu[-1] - cpu[0] - run.harness_cpu_percent)
             finally:
                 await asyncio.gather(*(call.caller.hang_up() for call in placed))
         run.peak_rss_bytes = peak.peak

@@ -29,6 +29,8 @@ FULL_ANSWER_SLACK_S = 0.2
 """An answer heard to within this of its whole length was not cut (codec edges, a lost packet)."""
 KEPT_GAP_S = 0.12
 """A gap in an answer up to this long is packet timing, not a pause."""
+PAUSE_WITHIN_S = 1.0
+"""A bot that pauses for a burst falls silent within this of its end; a later gap is something else (an underrun)."""
 
 
 @dataclass(frozen=True)
@@ -204,7 +206,7 @@ def _barge_in(figures: CallFigures, turn: Spoken, packets: list[Heard], log: Cal
 
 def _false_interruption(figures: CallFigures, burst: Spoken, spans: list[Span], answer_ms: int) -> None:
     """Did the answer go on after the burst (kept, or resumed after a pause), or was it cut? It went on if the
-    caller heard all of it; the pause is the longest gap in it from the burst on."""
+    caller heard all of it; the pause is the longest gap in it that began by `PAUSE_WITHIN_S` after the burst."""
     audible = [s for s in spans if s.audible]
     if not any(s.start < burst.started for s in audible):
         return  # the answer had not started: not a try
@@ -212,7 +214,9 @@ def _false_interruption(figures: CallFigures, burst: Spoken, spans: list[Span], 
     if heard_s < answer_ms / 1000 - FULL_ANSWER_SLACK_S:
         figures.bursts_cut += 1
         return
-    gaps = [b.start - a.end for a, b in zip(audible, audible[1:], strict=False) if b.start > burst.started]
+    soon = burst.ended + PAUSE_WITHIN_S  # a gap starting later is not the bot pausing for the burst
+    pairs = zip(audible, audible[1:], strict=False)
+    gaps = [b.start - a.end for a, b in pairs if b.start > burst.started and a.end <= soon]
     pause = max(gaps, default=0.0)
     if pause <= KEPT_GAP_S:
         figures.bursts_kept += 1

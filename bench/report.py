@@ -19,6 +19,7 @@ from bench.pipeline_metrics import STAGES, PipelineFigures, pipeline_figures
 MB = 1024 * 1024
 SATURATED_OK_SHARE = 0.5  # fewer calls than this share got through: the level is saturated
 SATURATED_ADDED_P95_MS = 1000.0  # or the p95 added latency is over a second
+BUSY_MACHINE_PERCENT = 20.0  # other processes took this much CPU during a level: say its figures may suffer
 TARGETS = ("ours", "floor")
 TITLES = {
     "webrtc": "WebRTC, Realtime engine (`app.py --server` with the fake Realtime server) · fastrtc floor",
@@ -101,6 +102,7 @@ def summarise(run: LevelRun) -> Summary:
         "server_cpu_percent": cpu,
         "server_cpu_percent_per_call": cpu / run.calls if cpu is not None else None,
         "harness_cpu_percent": run.harness_cpu_percent,
+        "other_cpu_percent": run.other_cpu_percent,
         "harness_lag_ms": spread([1000 * lag for lag in run.harness_lag_s]),
         "idle_rss_mb": (run.idle_rss_bytes or 0) / MB,
         "peak_rss_mb": (run.peak_rss_bytes or 0) / MB,
@@ -164,6 +166,7 @@ LOAD_COLUMNS: list[tuple[str, Cell]] = [
     ("RSS per call (MB)", lambda s: _num(s["rss_per_call_mb"], 1)),
     ("idle → peak RSS (MB)", lambda s: f"{s['idle_rss_mb']:.0f} → {s['peak_rss_mb']:.0f}"),
     ("harness CPU %", lambda s: _num(s["harness_cpu_percent"])),
+    ("other processes CPU %", lambda s: _num(s["other_cpu_percent"])),
     ("harness loop lag p95 / max", lambda s: f"{ms(s['harness_lag_ms']['p95'])} / {ms(s['harness_lag_ms']['max'])}"),
 ]
 
@@ -220,6 +223,11 @@ def _notes(levels: list[Level]) -> list[str]:
                 )
             if (summary["pipeline"] or {}).get("unmatched_turns"):
                 notes.append(f"{where} {summary['pipeline']['unmatched_turns']} turn(s) with no complete stamps")
+            if (summary["other_cpu_percent"] or 0) > BUSY_MACHINE_PERCENT:
+                notes.append(
+                    f"{where} other processes on the machine took {summary['other_cpu_percent']:.0f} % CPU while the "
+                    "calls talked: these figures may be disturbed"
+                )
             if summary["fake_problems"]:
                 notes.append(f"{where} the fake noticed: {'; '.join(summary['fake_problems'][:3])}")
             if summary["saturated"]:

@@ -298,6 +298,7 @@ def check_summary(bench: str, target: str, summary: dict[str, Any]) -> None:
     for figure in ("server_cpu_percent", "page_served_s", "harness_cpu_percent"):
         assert isinstance(summary[figure], float) and summary[figure] > 0, (where, figure)
     assert isinstance(summary["rss_per_call_mb"], float) and summary["rss_per_call_mb"] >= 0, where
+    assert isinstance(summary["other_cpu_percent"], float) and summary["other_cpu_percent"] >= 0, where
     split = summary["pipeline"]
     if bench != "pipeline":
         assert split is None, where
