@@ -2,12 +2,13 @@
 
 - `Microphone` sends a 20 ms Opus packet at real-time pace, as a browser's microphone does: silence, or an
   utterance when told to `say` one (`Voice` encodes them once for all callers), stamping when its first
-  and last packets left.
+  and last packets left (`Mouth`, shared with the phone caller).
 - `Earpiece` stamps every RTP packet of the bot's audio as it arrives (`time.monotonic()`), with its RTP
   sequence number and timestamp and the RMS of its decoded Opus audio. It listens at the RTP layer, not
   at `RemoteStreamTrack.recv()`: aiortc's audio jitter buffer releases a frame only once four more are
   queued behind it, so the last 80 ms of every answer would wait for the next answer, which is not when
-  a browser (WebRTC's NetEQ) would play them.
+  a browser (WebRTC's NetEQ) would play them. What it keeps and how callers wait on it is `Ear`, shared
+  with the phone caller (`bench.phone_caller`).
 - `Caller` offers the connection to a fastrtc server (`POST /webrtc/offer`, with a data channel as the
   page opens one) and keeps the data channel's messages (the floor app's stamps, the app's notices).
 """
@@ -82,6 +83,38 @@ class Utterance:
     done: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
+class Mouth:
+    """What a microphone says next, one 20 ms frame at a time: silence, or the utterances queued by `say`."""
+
+    def __init__(self, silence: Any) -> None:
+        self.silence = silence
+        self._queue: deque[Utterance] = deque()
+        self._offset = 0  # frames of the current utterance already sent
+
+    def say(self, frames: list[Any]) -> Utterance:
+        """Queue speech (one payload per 20 ms frame); await `.done` for it to have been sent."""
+        utterance = Utterance(frames)
+        self._queue.append(utterance)
+        return utterance
+
+    def next_frame(self, now: float) -> Any:
+        """The frame to send at `now`, stamping when an utterance starts and ends."""
+        if not self._queue:
+            return self.silence
+        utterance = self._queue[0]
+        frame = utterance.packets[self._offset]
+        if utterance.started is None:
+            utterance.started = now
+        self._offset += 1
+        if self._offset == len(utterance.packets):
+            utterance.ended = now + FRAME_S
+            self._queue.popleft()
+            self._offset = 0
+            if not utterance.done.done():
+                utterance.done.set_result(None)
+        return frame
+
+
 class Microphone(MediaStreamTrack):
     """The caller's microphone: a 20 ms Opus packet in real time, of silence or of the utterance being said."""
 
@@ -89,17 +122,13 @@ class Microphone(MediaStreamTrack):
 
     def __init__(self, voice: Voice) -> None:
         super().__init__()
-        self.voice = voice
-        self._queue: deque[Utterance] = deque()
-        self._offset = 0  # packets of the current utterance already sent
+        self.mouth = Mouth(voice.silence)
         self._start: float | None = None
         self._sent = 0
 
     def say(self, packets: list[bytes]) -> Utterance:
         """Queue speech (`Voice.encode`); await `.done` for it to have been sent."""
-        utterance = Utterance(packets)
-        self._queue.append(utterance)
-        return utterance
+        return self.mouth.say(packets)
 
     async def recv(self) -> av.Packet:
         if self.readyState != "live":
@@ -110,69 +139,51 @@ class Microphone(MediaStreamTrack):
             wait = self._start + self._sent * FRAME_S - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
-        packet = av.Packet(self._next_payload(time.monotonic()))
+        packet = av.Packet(self.mouth.next_frame(time.monotonic()))
         packet.pts, packet.time_base = self._sent * FRAME, TIME_BASE
         self._sent += 1
         return packet
 
-    def _next_payload(self, now: float) -> bytes:
-        if not self._queue:
-            return self.voice.silence
-        utterance = self._queue[0]
-        payload = utterance.packets[self._offset]
-        if utterance.started is None:
-            utterance.started = now
-        self._offset += 1
-        if self._offset == len(utterance.packets):
-            utterance.ended = now + FRAME_S
-            self._queue.popleft()
-            self._offset = 0
-            if not utterance.done.done():
-                utterance.done.set_result(None)
-        return payload
-
 
 @dataclass(frozen=True)
 class Heard:
-    """One RTP packet of the bot's audio at the caller."""
+    """One packet of the bot's audio at the caller: an RTP packet, or a Twilio `media` message (whose
+    `rtp_ts` is its position in the stream in 48 kHz units, so both play out on the same clock)."""
 
     arrival: float
     seq: int
     rtp_ts: int
     dbfs: float
+    duration_s: float = FRAME_S
 
     @property
     def audible(self) -> bool:
         return self.dbfs >= AUDIBLE_DBFS
 
 
-class Earpiece:
-    """Logs the bot's audio packet by packet, decoded with libopus as the browser would."""
+def dbfs(pcm: np.ndarray) -> float:
+    """RMS level of int16 samples in dB relative to full scale (-inf for digital silence)."""
+    rms = math.sqrt(float(np.mean(pcm.astype(np.float64) ** 2))) if pcm.size else 0.0
+    return 20 * math.log10(rms / 32768) if rms > 0 else -math.inf
+
+
+class Ear:
+    """What reached a caller's ear, packet by packet, and a cheap way for the caller to wait on it."""
 
     def __init__(self) -> None:
         self.heard: list[Heard] = []
         # Kept up to date so the callers' waits, woken at every packet of every call, cost O(1).
         self.audible_count = 0
+        self.audible_s = 0.0
         self.last_audible = -math.inf
-        self._decoder = av.CodecContext.create("libopus", "r")
-        self._decoder.format, self._decoder.layout, self._decoder.sample_rate = "s16", "stereo", RATE
         self._news = asyncio.Event()
 
-    async def on_packet(self, packet: RtpPacket, arrival_time_ms: int = 0) -> None:
-        """Replaces the receiver's `_handle_rtp_packet` (see the module's docstring for why)."""
-        arrival = time.monotonic()
-        try:
-            frames = self._decoder.decode(av.Packet(packet.payload))
-        except av.error.FFmpegError:
-            frames = []
-        pcm = np.concatenate([f.to_ndarray().ravel() for f in frames]) if frames else np.zeros(0, np.int16)
-        rms = math.sqrt(float(np.mean(pcm.astype(np.float64) ** 2))) if pcm.size else 0.0
-        dbfs = 20 * math.log10(rms / 32768) if rms > 0 else -math.inf
-        heard = Heard(arrival, packet.sequence_number, packet.timestamp, dbfs)
+    def hear(self, heard: Heard) -> None:
         self.heard.append(heard)
         if heard.audible:
             self.audible_count += 1
-            self.last_audible = arrival
+            self.audible_s += heard.duration_s
+            self.last_audible = heard.arrival
         self._news.set()
 
     async def until(self, condition: Callable[[], bool], timeout: float, what: str) -> None:
@@ -187,6 +198,25 @@ class Earpiece:
                 await asyncio.wait_for(self._news.wait(), min(remaining, 0.05))
             except TimeoutError:
                 pass
+
+
+class Earpiece(Ear):
+    """Logs the bot's audio packet by packet, decoded with libopus as the browser would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._decoder = av.CodecContext.create("libopus", "r")
+        self._decoder.format, self._decoder.layout, self._decoder.sample_rate = "s16", "stereo", RATE
+
+    async def on_packet(self, packet: RtpPacket, arrival_time_ms: int = 0) -> None:
+        """Replaces the receiver's `_handle_rtp_packet` (see the module's docstring for why)."""
+        arrival = time.monotonic()
+        try:
+            frames = self._decoder.decode(av.Packet(packet.payload))
+        except av.error.FFmpegError:
+            frames = []
+        pcm = np.concatenate([f.to_ndarray().ravel() for f in frames]) if frames else np.zeros(0, np.int16)
+        self.hear(Heard(arrival, packet.sequence_number, packet.timestamp, dbfs(pcm)))
 
 
 class OfferRefused(RuntimeError):

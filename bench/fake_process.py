@@ -1,93 +1,113 @@
-"""The fake Realtime server in its own process, and the time stamps it took, fetched over a pipe.
+"""A fake OpenAI service in its own process, and the time stamps it took, fetched over a pipe.
 
-Its own process, not a thread of the benchmark: the fake decodes and VAD-scans every caller's audio, and
-the callers' WebRTC stacks are busy too; sharing one GIL would delay the fake's answers by the harness's
-load. Stamps are `time.monotonic()` (CLOCK_MONOTONIC), which is one clock for all processes on the machine.
+Two fakes: the Realtime server (`tests.fake_realtime`, for the Realtime engine) and the HTTP API
+(`bench.fake_openai`, for the pipeline engine). Either runs in its own process, not a thread of the
+benchmark: the fakes decode and scan every caller's audio, and the callers' WebRTC stacks are busy too;
+sharing one GIL would delay the fake's answers by the harness's load. Stamps are `time.monotonic()`
+(CLOCK_MONOTONIC), which is one clock for all processes on the machine.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import threading
-from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, Protocol
 
 from bench import conversation as talk
+from bench.fake_openai import BenchOpenAIServer
+from bench.stamps import ConnectionStamps
 from tests.fake_realtime import FakeRealtimeServer
 
-
-@dataclass(frozen=True)
-class ConnectionStamps:
-    """What the fake did on one connection (one call of the app): when it sent the first audio delta of each
-    answer, and when it told the app the caller started speaking (`input_audio_buffer.speech_started`)."""
-
-    conn: int
-    answer_starts: list[float]
-    speech_started: list[float]
+KINDS = ("realtime", "pipeline")
 
 
-def _stamps(server: FakeRealtimeServer) -> list[ConnectionStamps]:
-    """Summarise the fake's records (its sent events carry the audio, so only the stamps cross the pipe)."""
-    first_delta: dict[tuple[int, str], float] = {}
-    started: dict[int, list[float]] = {}
-    for event in server.sent_events():
-        conn = event["_conn"]
-        if event["type"] == "response.output_audio.delta":
-            first_delta.setdefault((conn, event["item_id"]), event["_t"])
-        elif event["type"] == "input_audio_buffer.speech_started":
-            started.setdefault(conn, []).append(event["_t"])
-    conns = sorted({conn for conn, _ in first_delta} | set(started))
-    return [
-        ConnectionStamps(
-            conn,
-            sorted(t for (c, _), t in first_delta.items() if c == conn),
-            started.get(conn, []),
-        )
-        for conn in conns
-    ]
+class _Fake(Protocol):
+    base_url: str
+
+    def connections(self) -> list[int]: ...
+    def stamps(self) -> list[ConnectionStamps]: ...
+    def problems(self) -> list[str]: ...
+    def stop(self) -> None: ...
 
 
-def _serve(pipe: Connection, rounds: int) -> None:
+class _RealtimeFake:
+    """The fake Realtime server playing the benchmark's conversation on every connection, and its stamps."""
+
+    def __init__(self, rounds: int) -> None:
+        self.server = FakeRealtimeServer(
+            talk.fake_script(rounds),
+            api_key=talk.KEY,
+            pace=talk.PACE,
+            vad_threshold_dbfs=talk.VAD_THRESHOLD_DBFS,
+            speech_start_ms=talk.SPEECH_START_MS,
+            silence_ms=talk.SILENCE_MS,
+        ).start()
+        self.base_url = self.server.base_url
+
+    def connections(self) -> list[int]:
+        return [info.id for info in self.server.connections if info.accepted]
+
+    def stamps(self) -> list[ConnectionStamps]:
+        """The first audio delta of each answer and each `speech_started`, per connection (the fake's sent
+        events carry the audio, so only these stamps cross the pipe)."""
+        first_delta: dict[tuple[int, str], float] = {}
+        started: dict[int, list[float]] = {}
+        for event in self.server.sent_events():
+            conn = event["_conn"]
+            if event["type"] == "response.output_audio.delta":
+                first_delta.setdefault((conn, event["item_id"]), event["_t"])
+            elif event["type"] == "input_audio_buffer.speech_started":
+                started.setdefault(conn, []).append(event["_t"])
+        conns = sorted({conn for conn, _ in first_delta} | set(started))
+        return [
+            ConnectionStamps(conn, sorted(t for (c, _), t in first_delta.items() if c == conn), started.get(conn, []))
+            for conn in conns
+        ]
+
+    def problems(self) -> list[str]:
+        return self.server.problems()
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+def _serve(pipe: Connection, kind: str, rounds: int) -> None:
     """The child process: run the fake until told to stop, answering the parent's questions."""
-    server = FakeRealtimeServer(
-        talk.fake_script(rounds),
-        api_key=talk.KEY,
-        pace=talk.PACE,
-        vad_threshold_dbfs=talk.VAD_THRESHOLD_DBFS,
-        speech_start_ms=talk.SPEECH_START_MS,
-        silence_ms=talk.SILENCE_MS,
-    ).start()
-    pipe.send(server.base_url)
+    fake: _Fake = _RealtimeFake(rounds) if kind == "realtime" else BenchOpenAIServer().start()
+    pipe.send(fake.base_url)
     try:
         while True:
             request = pipe.recv()
             if request == "connections":
-                pipe.send([info.id for info in server.connections if info.accepted])
+                pipe.send(fake.connections())
             elif request == "stamps":
-                pipe.send(_stamps(server))
+                pipe.send(fake.stamps())
             elif request == "problems":
-                pipe.send(server.problems())
+                pipe.send(fake.problems())
             else:
                 break
     finally:
-        server.stop()
+        fake.stop()
 
 
 class FakeProcess:
-    """The fake Realtime server for one benchmark level, in a child process (a context manager)."""
+    """One fake (`kind`: "realtime" or "pipeline") for one benchmark level, in a child process (a context
+    manager). A connection is one call: a Realtime WebSocket, or a conversation of the HTTP API."""
 
-    def __init__(self, rounds: int) -> None:
+    def __init__(self, kind: str, rounds: int) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"no fake {kind!r}; one of {KINDS}")
         context = multiprocessing.get_context("spawn")
         self._pipe, child = context.Pipe()
-        self.process = context.Process(target=_serve, args=(child, rounds), name="fake-realtime", daemon=True)
+        self.process = context.Process(target=_serve, args=(child, kind, rounds), name=f"fake-{kind}", daemon=True)
         self.base_url = ""
         self._lock = threading.Lock()  # one question and its answer at a time on the pipe
 
     def __enter__(self) -> FakeProcess:
         self.process.start()
         if not self._pipe.poll(60):
-            raise RuntimeError("the fake Realtime server did not start")
+            raise RuntimeError("the fake did not start")
         self.base_url = self._pipe.recv()
         return self
 
@@ -109,7 +129,7 @@ class FakeProcess:
             return self._pipe.recv()
 
     def connections(self) -> list[int]:
-        """Ids of the accepted connections so far (one per call that reached the fake)."""
+        """Ids of the connections so far (one per call that reached the fake)."""
         return self._ask("connections")
 
     def stamps(self) -> list[ConnectionStamps]:

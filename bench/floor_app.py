@@ -1,16 +1,21 @@
 """The floor: the least a fastrtc voice bot can do, served like the app, to measure fastrtc's own cost.
 
-A fastrtc `Stream` (WebRTC offer route, stock Gradio UI at `/`) whose handler plays the benchmark's
-conversation by itself: no OpenAI client, no tools, no transcript. It detects the caller's turns with the
-fake's VAD rule, waits the same think time, then emits the answer (the same synthetic voice the fake
-sends) and, when the caller talks over it, drops it and clears fastrtc's queue. It emits the way the app's
-handler does, 40 ms chunks at most `LEAD_S` ahead of real time: dumping a whole answer at once would make
-fastrtc resample seconds of audio in one burst and delay the first frame, so the floor would measure that
-burst rather than the transport. What is left between its first audible frame and the caller's ear is
-fastrtc and WebRTC.
+A fastrtc `Stream` (WebRTC offer route, stock Gradio UI at `/`, and fastrtc's own Twilio routes,
+`/telephone/incoming` and `/telephone/handler`) whose handler plays the benchmark's conversation by itself:
+no OpenAI client, no tools, no transcript. It detects the caller's turns with the fake's VAD rule (a turn
+with less than `NOISE_MAX_MS` of loud audio is a noise, left unanswered), waits the same think time, then
+emits the answer (the same synthetic voice the fake sends) and, when the caller talks over it, drops it and
+clears fastrtc's queue; on the phone it also tells Twilio to drop what it has buffered (`{"event": "clear"}`,
+sent through the handler's channel, which on the phone is the Media Stream). It emits the way the app's
+handler does, 40 ms chunks at most `LEAD_S` ahead of real time, waiting for each to be due rather than
+returning nothing (fastrtc's phone loop sleeps 20 ms after every empty `emit`): dumping a whole answer at
+once would make fastrtc resample seconds of audio in one burst and delay the first frame, so the floor
+would measure that burst rather than the transport. What is left between its first audible frame and the caller's ear is
+fastrtc and WebRTC (or fastrtc and the Media Stream).
 
 It stamps, with `time.monotonic()`, the moment `emit` returns the first audio of each answer ("emit") and
-the moment its VAD hears the caller start ("speech_started"), and sends both over the call's data channel:
+the moment its VAD hears the caller start ("speech_started"), and sends both over the call's data channel
+(WebRTC), or keeps them for `GET /bench/stamps` (phone: the Media Stream carries Twilio's messages only):
 the caller measures from those as it measures the app from the fake's stamps of its first audio delta and
 of its `input_audio_buffer.speech_started`.
 
@@ -33,6 +38,7 @@ import numpy as np
 import uvicorn
 from fastapi import FastAPI
 from fastrtc import AsyncStreamHandler, Stream
+from fastrtc.utils import get_current_context
 
 from bench import conversation as talk
 from tests.fake_realtime import synth_voice
@@ -47,6 +53,8 @@ ANSWERS = {
     for ms in (talk.GREETING_MS, talk.LONG_ANSWER_MS, talk.SHORT_ANSWER_MS)
 }
 """The fake's synthetic voice, made once rather than on the event loop at every answer."""
+PHONE_STAMPS: dict[str, dict[str, list[float]]] = {}
+"""Each phone call's stamps, by its streamSid, served at `GET /bench/stamps`."""
 
 
 class EnergyVad:
@@ -54,6 +62,7 @@ class EnergyVad:
 
     def __init__(self) -> None:
         self.speaking = False
+        self.turn_loud_ms = 0  # loud audio in the turn going on (or just ended)
         self._loud_ms = self._quiet_ms = 0
         self._rest = np.zeros(0, dtype=np.int16)
 
@@ -69,9 +78,10 @@ class EnergyVad:
             if not self.speaking:
                 self._loud_ms = self._loud_ms + 20 if loud else 0
                 if self._loud_ms >= talk.SPEECH_START_MS:
-                    self.speaking, self._quiet_ms = True, 0
+                    self.speaking, self._quiet_ms, self.turn_loud_ms = True, 0, self._loud_ms
                     events.append("start")
             else:
+                self.turn_loud_ms += 20 if loud else 0
                 self._quiet_ms = 0 if loud else self._quiet_ms + 20
                 if self._quiet_ms >= talk.SILENCE_MS:
                     self.speaking, self._loud_ms = False, 0
@@ -91,18 +101,22 @@ class FloorHandler(AsyncStreamHandler):
         self._first_of_answer = False
         self._arrived = asyncio.Event()
         self._thinking: asyncio.Task | None = None
+        self._stream_sid: str | None = None  # on the phone
 
     def copy(self) -> FloorHandler:
         return FloorHandler()
 
     async def start_up(self) -> None:
+        if self.phone_mode:
+            self._stream_sid = get_current_context().webrtc_id
+            PHONE_STAMPS[self._stream_sid] = {"emit": [], "speech_started": []}
         self._answer_later(talk.GREETING_MS)
 
     async def receive(self, frame: tuple[int, np.ndarray]) -> None:
         for event in self._vad.feed(frame[1].ravel()):
             if event == "start":
                 await self._barge_in()
-            else:
+            elif self._vad.turn_loud_ms >= talk.NOISE_MAX_MS:
                 self._answer_later(next(self._answers))
 
     async def emit(self) -> tuple[int, np.ndarray] | None:
@@ -112,10 +126,14 @@ class FloorHandler(AsyncStreamHandler):
                 await asyncio.wait_for(self._arrived.wait(), IDLE_S)
             except TimeoutError:
                 return None
-        now = time.monotonic()
-        if not self._pending or self._play_end - LEAD_S > now:
-            await asyncio.sleep(min(max(self._play_end - LEAD_S - now, 0), IDLE_S))
+        wait = self._play_end - LEAD_S - time.monotonic()
+        if wait > 0:  # wait for the chunk to be due, as the app's playout does (a `None` costs the phone 20 ms)
+            await asyncio.sleep(min(wait, IDLE_S))
+            if wait > IDLE_S or not self._pending:
+                return None
+        if not self._pending:
             return None
+        now = time.monotonic()
         chunk = self._pending.popleft()
         self._play_end = max(now, self._play_end) + chunk.size / RATE
         if self._first_of_answer:
@@ -140,13 +158,19 @@ class FloorHandler(AsyncStreamHandler):
         self._pending.clear()
         self._play_end = time.monotonic()
         self.clear_queue()
+        if self._stream_sid is not None:
+            await self.send_message(json.dumps({"event": "clear", "streamSid": self._stream_sid}))
 
     async def _stamp(self, what: str) -> None:
-        await self.send_message(json.dumps({"bench": what, "t": time.monotonic()}))
+        if self._stream_sid is not None:
+            PHONE_STAMPS[self._stream_sid][what].append(time.monotonic())
+        else:
+            await self.send_message(json.dumps({"bench": what, "t": time.monotonic()}))
 
 
 def build_app(max_calls: int) -> FastAPI:
-    """The floor's server: fastrtc's routes and its stock UI at `/`, like `python app.py --server`."""
+    """The floor's server: fastrtc's routes (the phone's too), its stock UI at `/`, like `python app.py --server`;
+    and the phone calls' stamps at `GET /bench/stamps`."""
     stream = Stream(
         FloorHandler(),
         modality="audio",
@@ -157,6 +181,7 @@ def build_app(max_calls: int) -> FastAPI:
     )
     app = FastAPI()
     stream.mount(app)
+    app.get("/bench/stamps")(lambda: PHONE_STAMPS)
     return gr.mount_gradio_app(app, stream.ui, path="/")
 
 

@@ -2,13 +2,14 @@
 
 1. The server starts (`bench.servers`); the time until its page is served is kept.
 2. One warm-up call (the first call loads code lazily), then the server's idle RSS is read.
-3. N callers connect one after the other, so that each call's fake connection is known (the one that
-   appeared after it connected), and hear their greeting.
-4. Once all are greeted, all talk at once, each after a random delay under `SPREAD_S` so they are not in
-   lock step: `rounds` times a question, the long answer, an interruption over it, the short answer.
-   Meanwhile the CPU time of the server, of this process and of the fake is read, the server's RSS
-   sampled, and this process's event-loop lag watched (the callers' stamps are as late as it).
-5. Everyone hangs up, and the server side's stamps are added to each call's log.
+3. N callers (WebRTC peers, or Twilio Media Streams for the phone) connect one after the other, so that
+   each call's fake connection is known (the one that appeared after it connected), and hear their greeting.
+4. Once all are greeted, all talk at once (`bench.calls`), each after a random delay under `SPREAD_S` so
+   they are not in lock step. Meanwhile the CPU time of the server, of this process and of the fake is
+   read, and the whole machine's (so that other work on it shows), the server's RSS sampled, and this
+   process's event-loop lag watched (the callers' stamps are as late as it).
+5. Everyone hangs up, and the server side's stamps are added to each call's log: the fake's for our app,
+   the floor's own (over the data channel on WebRTC, from `GET /bench/stamps` on the phone).
 
 A call that fails (a wait that times out, a connection that drops) is recorded as failed with its reason;
 it never stops the level.
@@ -20,50 +21,22 @@ import asyncio
 import os
 import random
 import time
-import wave
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import numpy as np
 
-from bench import conversation as talk
-from bench.caller import FRAME_S, Caller, OfferRefused, Voice
+from bench.caller import Caller, OfferRefused, Voice
+from bench.calls import AnyCaller, Speech, converse, reason
 from bench.fake_process import FakeProcess
-from bench.metrics import CallLog, Spoken
-from bench.procstat import CpuWindow, LoopLag, PeakRss, ProcessMeter
-from bench.servers import Target, running
-from tests.browser import speech_wav
+from bench.metrics import CallLog
+from bench.phone_caller import PhoneCaller, PhoneVoice
+from bench.procstat import CpuWindow, LoopLag, MachineMeter, PeakRss, ProcessMeter
+from bench.servers import RunningServer, Target, running
 
 SPREAD_S = 2.0
-QUIET_S = 0.6  # no audible packet for this long: the bot has finished speaking
-GREETING_TIMEOUT_S = 30.0
-ANSWER_TIMEOUT_S = 20.0
 CONNECTION_TIMEOUT_S = 15.0
-
-
-@dataclass(frozen=True)
-class Speech:
-    """The callers' voice and their two utterances: espeak-ng speech (via sox) in WAV files, Opus-encoded."""
-
-    voice: Voice
-    question: list[bytes]
-    interruption: list[bytes]
-
-    @classmethod
-    def make(cls, workdir: Path) -> Speech:
-        voice = Voice()
-        return cls(
-            voice,
-            voice.encode(_spoken(talk.QUESTION, workdir / "question.wav")),
-            voice.encode(_spoken(talk.INTERRUPTION, workdir / "interruption.wav")),
-        )
-
-
-def _spoken(text: str, path: Path) -> np.ndarray:
-    speech_wav(text, path, pad_silence_s=0.0)  # 48 kHz mono, the utterance alone
-    with wave.open(str(path), "rb") as wav:
-        return np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16)
+WARM_UP_GREETING_S = 30.0
 
 
 @dataclass
@@ -76,6 +49,7 @@ class LevelRun:
     logs: list[CallLog] = field(default_factory=list)
     server_cpu_percent: float | None = None
     harness_cpu_percent: float | None = None
+    other_cpu_percent: float | None = None  # every other process on the machine
     harness_lag_s: list[float] = field(default_factory=list)
     idle_rss_bytes: int | None = None
     peak_rss_bytes: int | None = None
@@ -84,65 +58,11 @@ class LevelRun:
     error: str | None = None
 
 
-# ---- one call --------------------------------------------------------------------------------------------
-
-
-def _reason(failure: BaseException) -> str:
-    return str(failure) or type(failure).__name__
-
-
-async def _quiet(caller: Caller, what: str) -> None:
-    ear = caller.earpiece
-    await ear.until(lambda: time.monotonic() - ear.last_audible >= QUIET_S, ANSWER_TIMEOUT_S, what)
-
-
-async def _round(caller: Caller, speech: Speech, log: CallLog) -> None:
-    """Ask, talk over the long answer once `BARGE_AFTER_S` of it was heard, listen to the short answer."""
-    ear = caller.earpiece
-    question = await caller.say(speech.question)
-    log.spoken.append(Spoken("question", question.started, question.ended))
-    await ear.until(lambda: ear.last_audible >= question.ended, ANSWER_TIMEOUT_S, "answer to the question")
-    heard, enough = ear.audible_count, talk.BARGE_AFTER_S / FRAME_S
-    await ear.until(lambda: ear.audible_count - heard >= enough, ANSWER_TIMEOUT_S, "long answer")
-    interruption = await caller.say(speech.interruption)
-    log.spoken.append(Spoken("interruption", interruption.started, interruption.ended))
-    answerable = interruption.ended + talk.SILENCE_MS / 1000  # the model answers after its VAD's silence
-    await ear.until(lambda: ear.last_audible >= answerable, ANSWER_TIMEOUT_S, "answer to the interruption")
-    await _quiet(caller, "end of the short answer")
-
-
-async def _converse(call: _Call, speech: Speech, rounds: int, gate: asyncio.Event, spread_s: float) -> CallLog:
-    """One caller's side of the call: hear the greeting, wait for everyone, then talk `rounds` rounds."""
-    log, ear = CallLog(call.caller.webrtc_id), call.caller.earpiece
-    try:
-        await ear.until(lambda: ear.audible_count > 0, GREETING_TIMEOUT_S, "greeting")
-        await _quiet(call.caller, "end of the greeting")
-    except Exception as failure:
-        log.failure = _reason(failure)
-    finally:
-        call.greeted.set_result(None)
-    if log.failure:
-        return log
-    await gate.wait()
-    await asyncio.sleep(call.rng.uniform(0, spread_s))
-    try:
-        for turn in range(rounds):
-            if turn:
-                await asyncio.sleep(call.rng.uniform(0.2, 0.8))
-            await _round(call.caller, speech, log)
-    except Exception as failure:
-        log.failure = _reason(failure)
-    return log
-
-
-# ---- placing the calls -----------------------------------------------------------------------------------
-
-
 @dataclass
 class _Call:
     """One level call: its caller, the fake connection it got (app only), and the task that runs it."""
 
-    caller: Caller
+    caller: AnyCaller
     rng: random.Random
     greeted: asyncio.Future
     conn: int | None = None
@@ -151,6 +71,14 @@ class _Call:
 
     async def log(self) -> CallLog:
         return await self.task if self.task is not None else CallLog(self.caller.webrtc_id, failure=self.failure)
+
+
+def _caller(target: Target, name: str, speech: Speech) -> Caller | PhoneCaller:
+    if target.transport == "phone":
+        assert isinstance(speech.voice, PhoneVoice)
+        return PhoneCaller(name, speech.voice)
+    assert isinstance(speech.voice, Voice)
+    return Caller(name, speech.voice)
 
 
 async def _new_connection(fake: FakeProcess, known: set[int]) -> int | None:
@@ -168,40 +96,48 @@ async def _place(target: Target, url: str, client: httpx.AsyncClient, fake: Fake
     known = set(await asyncio.to_thread(fake.connections)) if fake is not None else set()
     try:
         await asyncio.wait_for(call.caller.connect(url, client, **target.offer_fields), CONNECTION_TIMEOUT_S)
-    except (OfferRefused, httpx.HTTPError, TimeoutError) as refused:
-        call.failure = f"offer failed: {_reason(refused)}"
+    except (OfferRefused, httpx.HTTPError, OSError, TimeoutError) as refused:
+        call.failure = f"offer failed: {reason(refused)}"
         call.greeted.set_result(None)
         return
     if fake is not None:
         call.conn = await _new_connection(fake, known)
 
 
-async def _warm_up(target: Target, url: str, client: httpx.AsyncClient, voice: Voice) -> None:
+async def _warm_up(target: Target, url: str, client: httpx.AsyncClient, speech: Speech) -> None:
     """One short call, so that lazily loaded code counts neither as a level call's memory nor its latency."""
-    caller = Caller(f"{target.name}-warmup", voice)
+    caller = _caller(target, f"{target.bench}-{target.name}-warmup", speech)
     try:
         await asyncio.wait_for(caller.connect(url, client, **target.offer_fields), CONNECTION_TIMEOUT_S)
-        await caller.earpiece.until(lambda: caller.earpiece.audible_count > 0, GREETING_TIMEOUT_S, "warm-up greeting")
+        ear = caller.earpiece
+        await ear.until(lambda: ear.audible_count > 0, WARM_UP_GREETING_S, "warm-up greeting")
     finally:
         await caller.hang_up()
     await asyncio.sleep(1.0)  # the server frees the call once it sees the peer connection close
 
 
-def _add_server_stamps(calls: list[_Call], logs: list[CallLog], fake: FakeProcess | None) -> None:
-    """Each call's answer starts and speech detections: the fake's stamps (app) or the floor's messages."""
-    by_conn = {stamps.conn: stamps for stamps in fake.stamps()} if fake is not None else {}
+async def _add_server_stamps(
+    target: Target, server: RunningServer, calls: list[_Call], logs: list[CallLog], client: httpx.AsyncClient
+) -> None:
+    """Each call's answer starts and speech detections: the fake's stamps (app) or the floor's."""
+    by_conn = {stamps.conn: stamps for stamps in server.fake.stamps()} if server.fake is not None else {}
+    floor_phone = (await client.get(f"{server.url}/bench/stamps")).json() if target.transport == "phone" else {}
     for call, log in zip(calls, logs, strict=True):
-        log.heard = list(call.caller.earpiece.heard)
-        if fake is None:
-            messages = [message for _, message in call.caller.messages]
+        caller = call.caller
+        log.heard = list(caller.earpiece.heard)
+        if isinstance(caller, PhoneCaller):
+            log.clears = list(caller.earpiece.clears)
+        if server.fake is None and isinstance(caller, PhoneCaller):
+            stamps = floor_phone.get(caller.stream_sid, {})
+            log.answer_starts, log.detections = stamps.get("emit", []), stamps.get("speech_started", [])
+        elif server.fake is None:
+            messages = [message for _, message in caller.messages]
             log.answer_starts = [m["t"] for m in messages if m.get("bench") == "emit"]
             log.detections = [m["t"] for m in messages if m.get("bench") == "speech_started"]
         elif call.conn in by_conn:
-            log.answer_starts = by_conn[call.conn].answer_starts
-            log.detections = by_conn[call.conn].speech_started
-
-
-# ---- the level -------------------------------------------------------------------------------------------
+            stamps = by_conn[call.conn]
+            log.answer_starts, log.detections = stamps.answer_starts, stamps.speech_started
+            log.turns, log.replies = stamps.turns, stamps.replies
 
 
 async def run_level(target: Target, calls: int, rounds: int, speech: Speech, workdir: Path, seed: int) -> LevelRun:
@@ -212,7 +148,7 @@ async def run_level(target: Target, calls: int, rounds: int, speech: Speech, wor
         running(target, calls, rounds, workdir / "logs", client) as server,
     ):
         run.page_served_s = server.page_served_s
-        await _warm_up(target, server.url, client, speech.voice)
+        await _warm_up(target, server.url, client, speech)
         meter = ProcessMeter(server.pid)
         run.idle_rss_bytes = meter.rss_bytes()
         harness = [ProcessMeter(os.getpid()), *([ProcessMeter(server.fake.pid)] if server.fake else [])]
@@ -221,25 +157,27 @@ async def run_level(target: Target, calls: int, rounds: int, speech: Speech, wor
         with PeakRss(meter) as peak:
             try:
                 for index in range(calls):
-                    caller = Caller(f"{target.name}{calls}x{index}", speech.voice)
+                    caller = _caller(target, f"{target.bench}-{target.name}{calls}x{index}", speech)
                     call = _Call(caller, random.Random(seed * 1000 + index), asyncio.get_running_loop().create_future())
                     placed.append(call)
                     await _place(target, server.url, client, server.fake, call)
                     if call.failure is None:
-                        call.task = asyncio.create_task(_converse(call, speech, rounds, gate, spread_s))
+                        task = converse(caller, speech, rounds, call.rng, gate, call.greeted, spread_s)
+                        call.task = asyncio.create_task(task)
                 await asyncio.gather(*(call.greeted for call in placed))
-                window = CpuWindow(meter, *harness)
+                window = CpuWindow(meter, *harness, MachineMeter())
                 gate.set()
                 async with LoopLag() as lag:
                     logs = list(await asyncio.gather(*(call.log() for call in placed)))
                 run.harness_lag_s = lag.lags_s
                 run.talk_s = time.monotonic() - window.started
                 cpu = window.percent()
-                run.server_cpu_percent, run.harness_cpu_percent = cpu[0], sum(cpu[1:])
+                run.server_cpu_percent, run.harness_cpu_percent = cpu[0], sum(cpu[1:-1])
+                run.other_cpu_percent = max(0.0, cpu[-1] - cpu[0] - run.harness_cpu_percent)
             finally:
                 await asyncio.gather(*(call.caller.hang_up() for call in placed))
         run.peak_rss_bytes = peak.peak
-        _add_server_stamps(placed, logs, server.fake)
+        await _add_server_stamps(target, server, placed, logs, client)
         run.logs = logs
         if server.fake is not None:
             run.fake_problems = server.fake.problems()

@@ -1,7 +1,9 @@
-"""CPU time and resident memory of a process, read from /proc (Linux) from outside; the harness's loop lag.
+"""CPU time and resident memory of a process, read from /proc (Linux) from outside; the machine's CPU time; the
+harness's loop lag.
 
 The server under test must not know it is measured, so nothing here touches it: `/proc/<pid>/stat` gives
-its CPU time (user + system, in clock ticks), `/proc/<pid>/status` its resident set (VmRSS).
+its CPU time (user + system, in clock ticks), `/proc/<pid>/status` its resident set (VmRSS). `/proc/stat`
+gives the whole machine's busy time, so that what other processes took during a level shows in the report.
 """
 
 from __future__ import annotations
@@ -38,10 +40,19 @@ class ProcessMeter:
         return 0
 
 
+class MachineMeter:
+    """Busy CPU seconds of the whole machine, all cores (user, nice, system, irq, softirq, steal)."""
+
+    def cpu_seconds(self) -> float:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(value) for value in fields[:8])
+        return (user + nice + system + irq + softirq + steal) / _TICKS_PER_S
+
+
 class CpuWindow:
     """Average CPU use of some meters over a stretch of wall time (100 % = one core busy)."""
 
-    def __init__(self, *meters: ProcessMeter) -> None:
+    def __init__(self, *meters: ProcessMeter | MachineMeter) -> None:
         self.meters = meters
         self.started = time.monotonic()
         self._before = [meter.cpu_seconds() for meter in meters]

@@ -1,8 +1,15 @@
-"""The servers under test, started fresh for each level: our app (with its fake Realtime server) or the floor.
+"""The servers under test, started fresh for each level: our app (with its fake in its own process) or the floor.
 
 Our app is started exactly as deployed, `python app.py --server`, configured only through its environment:
-the fake's address as `OPENAI_BASE_URL`, a dummy key the fake accepts, a call limit above the level, and a
-throw-away bookings database. Nothing in it knows it is measured.
+the fake's address as `OPENAI_BASE_URL`, a dummy key the fake accepts, the engine (`VOICE_ENGINE`), a call
+limit above the level, unsigned Twilio webhooks, and a throw-away bookings database. Nothing in it knows it
+is measured.
+
+Three benchmarks (`BENCHMARKS`), each a list of targets measured one after the other at every level:
+
+- `webrtc`: the Realtime engine over WebRTC (with the fake Realtime server), and the fastrtc floor;
+- `pipeline`: the pipeline engine over WebRTC (with the fake HTTP API); its floor is the fakes' own times;
+- `phone`: the phone line (Realtime engine), called as Twilio Media Streams, and the floor's phone line.
 """
 
 from __future__ import annotations
@@ -27,17 +34,29 @@ STARTUP_TIMEOUT_S = 120.0
 
 @dataclass(frozen=True)
 class Target:
-    """A server to benchmark: its script, arguments, whether it needs the fake, and its offer's extra fields."""
+    """A server to benchmark: its script and arguments, the fake it needs (our app: "realtime" or "pipeline",
+    which is also its `VOICE_ENGINE`), how it is called ("webrtc" or "phone"), its offer's extra fields."""
 
     name: str
+    bench: str
     script: Path
     args: tuple[str, ...] = ()
-    uses_fake: bool = False
+    fake: str | None = None
+    transport: str = "webrtc"
     offer_fields: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def label(self) -> str:
+        return f"{self.bench} {self.name}"
 
-OURS = Target("ours", ROOT / "app.py", ("--server",), uses_fake=True, offer_fields={"language": "en", "voice": "marin"})
-FLOOR = Target("floor", ROOT / "bench" / "floor_app.py")
+
+_APP, _FLOOR, _OFFER = ROOT / "app.py", ROOT / "bench" / "floor_app.py", {"language": "en", "voice": "marin"}
+OURS = Target("ours", "webrtc", _APP, ("--server",), fake="realtime", offer_fields=_OFFER)
+FLOOR = Target("floor", "webrtc", _FLOOR)
+PIPELINE = Target("ours", "pipeline", _APP, ("--server",), fake="pipeline", offer_fields=_OFFER)
+PHONE = Target("ours", "phone", _APP, ("--server",), fake="realtime", transport="phone")
+PHONE_FLOOR = Target("floor", "phone", _FLOOR, transport="phone")
+BENCHMARKS: dict[str, list[Target]] = {"webrtc": [FLOOR, OURS], "pipeline": [PIPELINE], "phone": [PHONE_FLOOR, PHONE]}
 
 
 @dataclass
@@ -58,7 +77,7 @@ def _environment(target: Target, calls: int, db_dir: Path, fake: FakeProcess | N
         "OPENAI_API_KEY": talk.KEY,
         "OPENAI_BASE_URL": fake.base_url,
         "RESERVATIONS_DB": str(db_dir / "reservations.db"),
-        "VOICE_ENGINE": "realtime",
+        "VOICE_ENGINE": target.fake or "realtime",
         "TWILIO_AUTH_TOKEN": "",
         "PUBLIC_URL": "",
     }
@@ -82,7 +101,7 @@ async def running(
 ) -> AsyncIterator[RunningServer]:
     """Start `target` for a level of `calls` calls of `rounds` rounds; stop it (and its fake) on exit."""
     with contextlib.ExitStack() as stack:
-        fake = stack.enter_context(FakeProcess(rounds)) if target.uses_fake else None
+        fake = stack.enter_context(FakeProcess(target.fake, rounds)) if target.fake else None
         db_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-db-")))
         app = AppProcess(
             target.script,
@@ -90,7 +109,7 @@ async def running(
             env=_environment(target, calls, db_dir, fake),
             args=target.args,
             cwd=ROOT,
-            name=f"{target.name}-{calls}",
+            name=f"{target.bench}-{target.name}-{calls}",
         )
         stack.callback(app.stop)
         started = time.monotonic()
