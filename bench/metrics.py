@@ -90,19 +90,26 @@ class Span(NamedTuple):
     audible: bool
 
 
-def playout_underruns(packets: list[Heard], buffer_s: float = PLAYOUT_BUFFER_S) -> tuple[int, float]:
+def playout_underruns(
+    packets: list[Heard], buffer_s: float = PLAYOUT_BUFFER_S, pauses: list[tuple[float, float]] = ()
+) -> tuple[int, float]:
     """Times a playout buffer ran dry during one answer, and for how long in all (s).
 
     The buffer starts playing `buffer_s` after the first packet and plays in RTP time; a packet that
     arrives after its play time starves it, and playback resumes from that packet (as NetEQ stretches).
+    A gap that begins inside one of `pauses` (a burst, up to `PAUSE_WITHIN_S` after it) is the bot pausing
+    on purpose, not the network starving the buffer: the buffer starts afresh from the packet after it.
     """
     if not packets:
         return 0, 0.0
     first = packets[0]
     shift, count, starved = 0.0, 0, 0.0
-    for packet in packets:
+    for previous, packet in zip([None, *packets], packets, strict=False):
+        if previous is not None and packet.arrival - previous.arrival > KEPT_GAP_S:
+            if any(start <= previous.arrival <= end for start, end in pauses):
+                first, shift = packet, 0.0
         due = first.arrival + buffer_s + ((packet.rtp_ts - first.rtp_ts) % 2**32) / RATE + shift
-        if packet.arrival > due:
+        if packet.arrival > due + 1e-9:  # (a packet exactly on time after a shift is on time)
             count, starved, shift = count + 1, starved + packet.arrival - due, shift + packet.arrival - due
     return count, starved
 
@@ -161,13 +168,14 @@ def measure(log: CallLog, burst_answer_ms: int = talk.SHORT_ANSWER_MS) -> CallFi
     if not log.spoken:
         return figures
     windows = _answer_windows(log, since=log.spoken[0].started)
+    pauses = [(t.started, t.ended + PAUSE_WITHIN_S) for t in log.spoken if t.kind == "burst"]
     for start, packets in windows:
         audible = [h for h in packets if h.audible]
         if not audible:
             figures.unheard_answers += 1
             continue
         figures.added_ms.append(1000 * (audible[0].arrival - start))
-        count, starved = playout_underruns(audible)
+        count, starved = playout_underruns(audible, pauses=pauses)
         figures.underruns += count
         figures.starved_ms += 1000 * starved
         figures.lost_frames += lost_frames(packets)

@@ -44,6 +44,15 @@ def test_a_packet_later_than_the_playout_buffer_is_one_underrun_and_playback_res
     assert lost_frames(steady) == 0 and lost_frames(steady[:3] + steady[5:]) == 2
 
 
+def test_a_pause_for_a_burst_is_not_an_underrun_but_a_gap_elsewhere_is() -> None:
+    resumed = packets(0.0, [*range(0, 200, 20), *range(700, 900, 20)])  # 500 ms of silence after packet 10
+    burst_at_100_ms = [(0.1, 0.25 + 1.0)]
+
+    assert playout_underruns(resumed, pauses=burst_at_100_ms) == (0, 0.0)
+    count, starved = playout_underruns(resumed, pauses=[(5.0, 6.0)])  # no burst near it: the network starved it
+    assert count == 1 and starved == pytest.approx(0.52 - 0.02 - 0.06)
+
+
 def test_a_round_gives_added_latency_voice_to_voice_and_barge_in_from_the_stamps() -> None:
     question, interruption = Spoken("question", 0.0, 2.0), Spoken("interruption", 5.0, 6.5)
     log = CallLog(
