@@ -150,11 +150,18 @@ class CallDriver:
         while self._mic:
             await asyncio.sleep(0.02)
 
-    async def noise(self, ms: int, dbfs: float = -20.0) -> None:
-        """A burst of noise into the microphone (a cough, a door, a click): loud, but no words."""
+    async def noise(self, ms: int, dbfs: float = -20.0, voiced: bool = False) -> None:
+        """A burst into the microphone, loud but no words: noise (a door, a click), or `voiced`, the loudest `ms`
+        of a spoken "ah" (a cough, an "uh", which a speech detector may well take for the start of a word)."""
         rate = self.handler.input_sample_rate
         frame = rate // 50
-        samples = np.random.default_rng(ms).standard_normal(rate * ms // 1000)
+        size = rate * ms // 1000
+        if voiced:
+            sound = speech_pcm("ah", rate).astype(np.float64)
+            start = int(np.argmax(np.convolve(sound * sound, np.ones(size), mode="valid")))
+            samples = sound[start : start + size]
+        else:
+            samples = np.random.default_rng(ms).standard_normal(size)
         samples *= 32768 * 10 ** (dbfs / 20) / np.sqrt(np.mean(samples**2))
         pcm = np.clip(samples, -32768, 32767).astype(np.int16)
         pad = (-pcm.size) % frame

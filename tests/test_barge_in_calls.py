@@ -25,8 +25,9 @@ ANSWER = (
 NOT_TO_ANSWER = "Sorry, could you say that again?"
 
 
+@pytest.mark.parametrize("voiced", [False, True], ids=["noise", "a short ah"])
 def test_a_noise_over_the_agent_pauses_it_and_it_goes_on_with_nothing_lost_or_cut(
-    engine, tmp_path: Path, monkeypatch
+    engine, voiced: bool, tmp_path: Path, monkeypatch
 ) -> None:
     model = fake_model(
         engine,
@@ -41,7 +42,7 @@ def test_a_noise_over_the_agent_pauses_it_and_it_goes_on_with_nothing_lost_or_cu
         await call.say(QUESTION)
         await call.until(lambda: call.audible_ms(since=marks["asked"]) > 1200, what="the answer under way")
         marks["noise"] = time.monotonic()
-        await call.noise(150, dbfs=-18.0)
+        await call.noise(150, dbfs=-18.0, voiced=voiced)
         await call.until_quiet(quiet_s=1.5, timeout=30)
         await asyncio.sleep(1.0)  # the server's turn for the noise, if any, has come and gone
 

@@ -135,8 +135,8 @@ class PipelineHandler(ReplyOnPause):
             self.loop.call_soon_threadsafe(self._confirm_barge_in)
 
     def determine_pause(self, audio: np.ndarray, sampling_rate: int, state: AppState) -> bool:
-        """fastrtc's rule, plus the chunk before speech started (the first syllable), a speech count, and on the
-        phone the agent's own echo dropped (`call.echo`)."""
+        """fastrtc's rule, plus the chunk before speech started (the first syllable) and a speech count; a turn
+        over the agent with less speech than a barge-in needs is dropped, and so on the phone is its own echo."""
         analysed = len(audio) / sampling_rate >= self.algo_options.audio_chunk_duration
         was_talking = state.started_talking
         paused = super().determine_pause(audio, sampling_rate, state)
@@ -155,6 +155,10 @@ class PipelineHandler(ReplyOnPause):
             elif state.started_talking:
                 self._talk_speech += speech
             self._preroll = None if state.started_talking else audio
+        if paused and self._talk_speech < BARGE_IN_SPEECH_S and self._agent_active():
+            # a cough or an "uh" over the agent: no turn, or fastrtc would close the answer it interrupts
+            state.stream, state.started_talking, self._talk_speech = None, False, 0.0
+            return False
         return paused
 
     def emit(self) -> Any:

@@ -25,7 +25,8 @@ Tuned for telephone-style speech, i.e. 8 kHz mu-law upsampled to 16 kHz, line no
   a comma (espeak's commas are 0.15 s, people's a little more) and short enough to feel like a phone call.
   A turn longer than 20 s is answered anyway.
 * **Barge-in** needs a little more than a turn start: `BARGE_IN_SPEECH_S` (0.25 s) of speech, so a cough does
-  not silence the agent (the pipeline handler reads `last_speech_s`).
+  not silence the agent; a turn over the agent with less is not a turn at all (the pipeline handler reads
+  `last_speech_s`).
 """
 
 from __future__ import annotations
