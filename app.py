@@ -18,6 +18,7 @@ from components.console.access import OwnerAccess
 from components.console.page import Console
 from components.engines.pipeline.handler import PipelineHandler
 from components.engines.realtime import RealtimeHandler
+from components.engines.uplink import hear_callers_sooner
 from components.phone.limits import share_call_limit
 from components.phone.server import build_server, freeze_startup_heap, run_phone, serve
 from components.restaurant.config import load_config
@@ -34,6 +35,7 @@ store = ReservationStore()
 if store_warning := store.db.warning():  # a Space without persistent storage or DATABASE_URL
     print(store_warning, flush=True)
 access = OwnerAccess.from_env()
+hear_callers_sooner()  # WebRTC: the caller's audio reaches the engines without aiortc's 80 ms playout buffer
 # Two voice engines behind the same rules, transcript and card; each call uses the one picked in Settings.
 handlers = {"realtime": RealtimeHandler(config, store, settings), "pipeline": PipelineHandler(config, store, settings)}
 
