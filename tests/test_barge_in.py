@@ -89,6 +89,19 @@ def test_words_with_pauses_between_them_still_confirm_within_the_window() -> Non
     assert agent.events == ["pause", "cut"]
 
 
+def test_speech_still_going_after_the_confirm_time_cuts_though_its_syllables_are_only_half_loud() -> None:
+    agent = Agent()
+    syllables = [(50, -26.0), (70, None)] * 8  # 50 ms voiced, 70 ms between: 400 ms of loud in 960 ms
+    run(agent, *syllables, (400, None))
+    assert agent.events == ["pause", "cut"]
+
+
+def test_a_burst_that_stops_is_not_confirmed_however_loud_it_was() -> None:
+    agent = Agent()
+    run(agent, (200, -10.0), (800, None))  # loud, but over before the confirm time
+    assert agent.events == ["pause", "resume"]
+
+
 def test_nothing_happens_while_the_agent_is_quiet_or_the_caller_is() -> None:
     quiet_agent = Agent()
     quiet_agent.speaking = False
@@ -208,3 +221,27 @@ def test_a_turn_heard_over_the_agent_on_the_phone_is_echo_unless_the_caller_goes
     assert echo.holds(state) and not echo.holds(object())
     assert echo.claim() is state  # the local detector paused the agent: its call now
     assert not echo.is_echo(state)
+
+
+def test_over_webrtc_the_callers_audio_is_released_as_soon_as_a_frame_is_complete(monkeypatch) -> None:
+    from aiortc import rtcrtpreceiver
+    from aiortc.rtp import RtpPacket
+
+    from components.engines.uplink import hear_callers_sooner
+
+    monkeypatch.setattr(rtcrtpreceiver, "JitterBuffer", rtcrtpreceiver.JitterBuffer)  # put back afterwards
+    hear_callers_sooner()
+
+    def frames_out(buffer) -> list[int]:
+        released = []
+        for seq in range(6):  # one packet per 20 ms frame, as the caller's Opus sends them
+            packet = RtpPacket(payload_type=111, sequence_number=seq, timestamp=960 * seq)
+            packet._data = b"opus"  # what aiortc's receiver attaches (the depacketized payload)
+            _, frame = buffer.add(packet)
+            released.append(frame.timestamp // 960 if frame is not None else None)
+        return released
+
+    audio = rtcrtpreceiver.JitterBuffer(capacity=16, prefetch=4)  # as aiortc's receiver makes it
+    assert frames_out(audio) == [None, 0, 1, 2, 3, 4]  # each frame as soon as the next packet arrives
+    video = rtcrtpreceiver.JitterBuffer(capacity=16, prefetch=4, is_video=True)
+    assert frames_out(video) == [None, None, None, None, 0, 1]  # video (and audio before) waits 4 frames more

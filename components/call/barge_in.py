@@ -6,8 +6,9 @@ So every engine hands the caller's frames to a `BargeIn`, which listens for the 
 
 1. **Onset** (`onset_ms` of frames above the threshold, 40 ms by default): the engine *pauses* its playout at
    once (what was handed to the transport but not yet heard is taken back, so nothing is lost).
-2. **Confirmed** speech (`confirm_ms` of it, 250 ms by default, or the engine's own evidence: the Realtime
-   server's turn, the pipeline's VAD turn): the answer is *cut* as before, with what was heard.
+2. **Confirmed** speech (still sounding `confirm_ms` after the onset, 250 ms by default, at least half of it
+   loud; or the engine's own evidence: the Realtime server's turn, the pipeline's VAD turn): the answer is *cut*
+   as before, with what was heard.
 3. **Nothing confirmed** within `resume_ms` (500 ms by default): it was a cough, a door, a click; playback
    *resumes* where it paused and the transcript shows no cut.
 
@@ -102,6 +103,7 @@ class BargeIn:
         self.state = self.IDLE
         self.pauses = self.resumes = self.cuts = 0  # what happened on this call, for the figures
         self._loud_ms = 0.0  # loud audio in a row (the onset), then since the pause (the confirmation)
+        self._span_ms = self._quiet_ms = 0.0  # since the pause: all audio, and the quiet since the last loud frame
         self._timer: asyncio.TimerHandle | None = None
         self._lock = threading.Lock()
 
@@ -120,12 +122,22 @@ class BargeIn:
                 self._loud_ms = self._loud_ms + frame_ms if loud else 0.0
                 heard = self.loop.call_soon_threadsafe if self._loud_ms >= self.settings.onset_ms else None
                 then = self._on_onset
-            else:  # paused: loud audio since the onset, pauses between words allowed
+            else:  # paused: is the caller still talking `confirm_ms` after the onset?
+                self._span_ms += frame_ms
                 self._loud_ms += frame_ms if loud else 0.0
-                heard = self.loop.call_soon_threadsafe if self._loud_ms >= self.settings.confirm_ms else None
+                self._quiet_ms = 0.0 if loud else self._quiet_ms + frame_ms
+                heard = self.loop.call_soon_threadsafe if self._still_talking() else None
                 then = self.confirm
         if heard is not None:
             heard(then)
+
+    def _still_talking(self) -> bool:
+        """Speech goes on, syllable after syllable; a burst stops. So: `confirm_ms` of loud audio, or a loud
+        frame still coming `confirm_ms` or more after the onset, with at least half of that time loud."""
+        confirm = self.settings.confirm_ms
+        if self._loud_ms >= confirm:
+            return True
+        return self._span_ms >= confirm and self._quiet_ms == 0.0 and self._loud_ms >= confirm / 2
 
     def _on_onset(self) -> None:
         with self._lock:
@@ -135,6 +147,7 @@ class BargeIn:
                 return
             self.state = self.PAUSED
             self.pauses += 1
+            self._span_ms = self._quiet_ms = 0.0
         self._pause()
         self._timer = self.loop.call_later(self.settings.resume_ms / 1000, self._expire)
 
