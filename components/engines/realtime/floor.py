@@ -8,7 +8,8 @@ server's turn events together.
   Confirmed speech cuts the answer (`response.cancel` if it is still coming, `conversation.item.truncate` with
   what was heard, the transport's queue and Twilio's buffer cleared, the line marked as cut).
 * Nothing confirmed: the agent resumes, and the server's turn for that noise is dropped when it arrives
-  (`conversation.item.delete`, no answer, nothing in the transcript).
+  (`conversation.item.delete`, no answer, nothing in the transcript). In a browser, while the server still hears
+  a turn that began during the pause, the agent stays paused until that turn closes: more speech in it cuts.
 * The server hears the caller when the local detector did not: in a browser (which cancels echo) that is a soft
   voice, and the answer is cut at once; on the phone it may be the echo of the agent's own voice, so the turn is
   held (`call.echo`): unless the local detector hears speech before the turn closes, or the caller goes on
@@ -56,6 +57,7 @@ class Floor:
         self._resumed_at = -1e9
         self._during_pause: str | None = None  # the server's turn that began while the agent was paused
         self._open_turn: str | None = None  # the server's caller turn that has started and not yet closed
+        self._held: str | None = None  # that turn, while the agent stays paused until the server closes it
         self._tasks: set[asyncio.Task] = set()
         self.barge = BargeIn(
             asyncio.get_running_loop(),
@@ -93,6 +95,11 @@ class Floor:
         """The server closed a caller turn: True to show and answer it, False for a noise (dropped here)."""
         if self._open_turn == item_id:
             self._open_turn = None
+        if self._held == item_id:  # closed with nothing confirmed locally: a noise after all
+            self._held = None
+            self._false_turns.add(item_id)
+            self._resumed_at = time.monotonic()
+            self.playout.resume()
         if self.echo.is_echo(item_id):
             self._false_turns.add(item_id)
         if item_id in self._false_turns:
@@ -106,6 +113,7 @@ class Floor:
 
     def forget_playback(self) -> None:
         """The connection dropped: nothing queued will be played, and no pause is pending."""
+        self._held = None
         self.barge.reset()
         cut = self.playout.clear()
         if cut is not None:
@@ -121,6 +129,11 @@ class Floor:
         self._clear_transport()
 
     def _resume(self) -> None:
+        if not self.barge.echo_guard and self._during_pause is not None and self._during_pause == self._open_turn:
+            # in a browser the server still hears the sound that paused the agent: wait for it to end (the
+            # server's commit), so a caller whose first syllables were soft is not talked over again
+            self._held, self._during_pause = self._during_pause, None
+            return
         self._resumed_at = time.monotonic()
         if self._during_pause is not None:
             self._false_turns.add(self._during_pause)
@@ -128,7 +141,7 @@ class Floor:
         self.playout.resume()
 
     def _cut(self) -> None:
-        self._during_pause = None
+        self._during_pause = self._held = None
         if self._open_turn is not None:  # a pause before was a false alarm, but this turn holds real speech
             self._false_turns.discard(self._open_turn)
         cut = self.playout.clear()
