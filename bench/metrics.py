@@ -97,8 +97,9 @@ def playout_underruns(
 
     The buffer starts playing `buffer_s` after the first packet and plays in RTP time; a packet that
     arrives after its play time starves it, and playback resumes from that packet (as NetEQ stretches).
-    A gap that begins inside one of `pauses` (a burst, up to `PAUSE_WITHIN_S` after it) is the bot pausing
-    on purpose, not the network starving the buffer: the buffer starts afresh from the packet after it.
+    A gap that overlaps one of `pauses` (a burst, up to `PAUSE_WITHIN_S` after it) is the bot pausing on
+    purpose, not the network starving the buffer: the buffer starts afresh from the packet after it. (Its last
+    packet may arrive just before the burst: a phone's audio is sent ahead of its play-out.)
     """
     if not packets:
         return 0, 0.0
@@ -106,7 +107,7 @@ def playout_underruns(
     shift, count, starved = 0.0, 0, 0.0
     for previous, packet in zip([None, *packets], packets, strict=False):
         if previous is not None and packet.arrival - previous.arrival > KEPT_GAP_S:
-            if any(start <= previous.arrival <= end for start, end in pauses):
+            if any(previous.arrival <= end and packet.arrival >= start for start, end in pauses):
                 first, shift = packet, 0.0
         due = first.arrival + buffer_s + ((packet.rtp_ts - first.rtp_ts) % 2**32) / RATE + shift
         if packet.arrival > due + 1e-9:  # (a packet exactly on time after a shift is on time)

@@ -49,6 +49,7 @@ def test_a_pause_for_a_burst_is_not_an_underrun_but_a_gap_elsewhere_is() -> None
     burst_at_100_ms = [(0.1, 0.25 + 1.0)]
 
     assert playout_underruns(resumed, pauses=burst_at_100_ms) == (0, 0.0)
+    assert playout_underruns(resumed, pauses=[(0.19, 1.34)]) == (0, 0.0)  # the last packet came just before it
     count, starved = playout_underruns(resumed, pauses=[(5.0, 6.0)])  # no burst near it: the network starved it
     assert count == 1 and starved == pytest.approx(0.52 - 0.02 - 0.06)
 
