@@ -15,6 +15,8 @@ Tuned for telephone-style speech, i.e. 8 kHz mu-law upsampled to 16 kHz, line no
   samples that do not fill a window) from chunk to chunk, so the caller's audio is read as one stream.
 * **Hysteresis.** A window enters speech at probability 0.5 and stays in it down to 0.35 (Silero's own
   rule), so the soft ends of words on a narrowband line are not read as pauses.
+* **Silence is not analysed.** Windows below -60 dBFS are silence without running the model (the caller
+  listens most of a call), which spares most of its cost: one call's VAD took about 5 % of a core.
 * **No padding, clicks dropped.** The speech reported for a chunk is what the model heard, not padded by
   400 ms as in fastrtc's defaults (which made any blip look like a word); runs under 64 ms that start and end
   inside a chunk (a click, a breath on the mouthpiece) are dropped.
@@ -62,6 +64,9 @@ TELEPHONE_ALGO = AlgoOptions(
     max_continuous_speech_s=20.0,
 )
 BARGE_IN_SPEECH_S = 0.25
+QUIET_DBFS = -60.0  # a window this quiet is silence to the model: a quiet room, a phone line's hiss is louder
+QUIET_RMS = 10 ** (QUIET_DBFS / 20)
+QUIET_RESET_WINDOWS = 16  # half a second of such windows
 
 
 def _options(options: Any) -> VADOptions:
@@ -120,6 +125,7 @@ class SileroVAD:
         self._lock = threading.Lock()
         self._carry = np.zeros(0, dtype=np.float32)  # 16 kHz samples not yet filling a window
         self._in_speech = False
+        self._quiet_windows = 0  # windows in a row below `QUIET_DBFS`
         self.last_speech_s = 0.0  # speech found by the latest `vad` call
 
     def reset(self) -> None:
@@ -131,6 +137,7 @@ class SileroVAD:
         self._detector.reset()
         self._carry = np.zeros(0, dtype=np.float32)
         self._in_speech = False
+        self._quiet_windows = 0
 
     def warmup(self) -> None:
         """Run the model once (the native code loads lazily), then start clean."""
@@ -138,12 +145,24 @@ class SileroVAD:
         self.reset()
 
     def probabilities(self, audio: np.ndarray) -> np.ndarray:
-        """Speech probability of each full 32 ms window of 16 kHz float audio (continues the stream)."""
+        """Speech probability of each full 32 ms window of 16 kHz float audio (continues the stream).
+
+        A window quieter than `QUIET_DBFS` is silence without asking the model (it would say about 0), which
+        spares most of the model's cost while the caller listens; after `QUIET_RESET_WINDOWS` of them the model
+        starts afresh, as it would have decayed to silence by then."""
         count = audio.size // WINDOW
-        return np.array(
-            [self._detector.process_samples(audio[i * WINDOW : (i + 1) * WINDOW]) for i in range(count)],
-            dtype=np.float32,
-        )
+        windows = audio[: count * WINDOW].reshape(count, WINDOW)
+        loud = np.sqrt(np.mean(np.square(windows, dtype=np.float64), axis=1)) >= QUIET_RMS
+        probs = np.zeros(count, dtype=np.float32)
+        for i in range(count):
+            if loud[i]:
+                self._quiet_windows = 0
+                probs[i] = self._detector.process_samples(windows[i].tolist())
+                continue
+            self._quiet_windows += 1
+            if self._quiet_windows == QUIET_RESET_WINDOWS:
+                self._detector.reset()
+        return probs
 
     def vad(self, audio: tuple[int, np.ndarray], options: Any) -> tuple[float, list[AudioChunk]]:
         rate, samples = audio
