@@ -42,6 +42,7 @@ from components.call.notices import notice
 from components.engines.pipeline.conversation import Conversation
 from components.engines.pipeline.reply import PipelineTurn, Reply, ms_since
 from components.engines.pipeline.settings import PipelineSettings
+from components.engines.pipeline.threads import make_room
 from components.engines.pipeline.vad import BARGE_IN_SPEECH_S, TELEPHONE_ALGO, TELEPHONE_VAD, SileroVAD
 from components.engines.playout import SAMPLE_RATE, Playout
 from components.restaurant.config import RestaurantConfig
@@ -117,12 +118,12 @@ class PipelineHandler(ReplyOnPause):
     def receive(self, frame: tuple[int, np.ndarray]) -> None:
         if self.call.close_message is not None or self._shutting_down:
             return
-        super().receive(frame)
         barge, echo = self._barge, self._echo
-        if barge is not None and echo is not None:
+        if barge is not None and echo is not None:  # before fastrtc's VAD, which may now analyse a whole chunk
             pcm = np.asarray(frame[1]).reshape(-1)
             barge.hear(pcm, frame[0])  # pauses the agent within tens of ms
             echo.hear(pcm, frame[0], agent_speaking=self.playout.speaking)
+        super().receive(frame)
         state = self.state
         if (
             state.started_talking
@@ -221,6 +222,7 @@ class PipelineHandler(ReplyOnPause):
     # ---- call set-up (event loop) ------------------------------------------------------------------
 
     async def _start(self) -> None:
+        make_room(self.loop, self.settings.max_concurrent_calls)
         if not await self.call.begin(await ui_inputs(self)):
             return
         self._barge = BargeIn(
