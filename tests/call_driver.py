@@ -192,15 +192,15 @@ class CallDriver:
     async def turn(self, text: str, timeout: float = 20.0) -> str:
         """Say something once the agent is quiet, then wait for its spoken answer to finish; return the answer."""
         await self.until_quiet()
-        before = len(self.agent_lines(final=True))
+        before = len(self.lines("assistant"))  # every line, so one cut after it was final still counts once
         await self.say(text)
-        lines = await self.until(
-            lambda: len(self.agent_lines(final=True)) > before and self.agent_lines(final=True),
+        last = await self.until(
+            lambda: len(lines := self.lines("assistant")) > before and lines[-1]["status"] == "final" and lines[-1],
             timeout,
             f"an answer to {text!r}",
         )
         await self.until_quiet()
-        return lines[-1]
+        return last["text"]
 
     # ---- what the screen shows ---------------------------------------------------------------------------
 

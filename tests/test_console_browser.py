@@ -24,7 +24,17 @@ from playwright.sync_api import sync_playwright
 from components.restaurant.config import load_config
 from components.restaurant.fields import Reservation
 from components.store.reservations import BookingRefused, ReservationStore
-from tests.browser import AppProcess, chromium_session, have_browser_tools, open_app, silence_wav, snap, speech_wav
+from tests.browser import (
+    MIC_ACCESS_BUTTON,
+    START_BUTTON,
+    AppProcess,
+    chromium_session,
+    have_browser_tools,
+    open_app,
+    silence_wav,
+    snap,
+    speech_wav,
+)
 from tests.browser import start_call as press_record_and_wait
 from tests.domain_fixtures import bookable_day, write_config
 from tests.fake_hub_oauth import FakeHubOAuth
@@ -267,10 +277,10 @@ def test_signing_in_with_hugging_face_opens_the_console_for_the_owner_only(tmp_p
                 exchanged = len(hub.token_requests)
                 page.get_by_role("button", name="Hugging Face でサインイン / Sign in with Hugging Face").click()
                 deadline = time.monotonic() + 20
-                while not (len(hub.token_requests) > exchanged and signed_in_cookie(page)):
+                while not (len(hub.token_requests) > exchanged and signed_in_cookie(page) and back_home(page, app.url)):
                     assert time.monotonic() < deadline, "the sign-in never came back from the Hub"
                     page.wait_for_timeout(100)
-                open_app(page, app.url)
+                reopen_after_sign_in(page)
                 open_console(page, None)
                 if allowed:
                     page.wait_for_selector("#owner-console", state="visible", timeout=20_000)
@@ -292,6 +302,20 @@ def test_signing_in_with_hugging_face_opens_the_console_for_the_owner_only(tmp_p
     assert [request["client_id"] for request in hub.authorizations] == ["space-client-id"] * 2
     assert len(hub.token_requests) == 2 and all(r["grant_type"] == "authorization_code" for r in hub.token_requests)
     assert "space-client-secret" not in log and booking_id not in log
+
+
+def reopen_after_sign_in(page: Any) -> None:
+    """Wait for the app's page the OAuth callback sent the browser back to. Gradio's page may reload itself
+    once after the callback, so navigating there ourselves would race it: wait until the page stays put."""
+    for _ in range(2):
+        page.wait_for_load_state("domcontentloaded", timeout=30_000)
+        page.wait_for_selector(f"{START_BUTTON}, {MIC_ACCESS_BUTTON}", timeout=30_000)
+        page.wait_for_timeout(1500)
+
+
+def back_home(page: Any, app_url: str) -> bool:
+    """The browser has followed the OAuth callback's redirect back to the app's page."""
+    return page.url.split("?")[0].rstrip("/") == app_url.rstrip("/")
 
 
 def signed_in_cookie(page: Any) -> bool:
