@@ -69,7 +69,9 @@ def test_a_noise_over_the_agent_pauses_it_and_it_goes_on_with_nothing_lost_or_cu
     ]
     assert max(gaps) > 0.25, "the agent did not pause for the noise"
     heard_ms = sum(heard.samples for heard in answer) * 1000 / 24_000
-    assert abs(heard_ms - answer_ms) <= 80, (heard_ms, answer_ms)  # all of it, once
+    # All of it, once: nothing lost, and at most what was in flight to the caller when it paused (the playout's
+    # 120 ms lead and a 40 ms chunk, which fastrtc may already hold on the pipeline) heard twice.
+    assert answer_ms - 80 <= heard_ms <= answer_ms + 160, (heard_ms, answer_ms)
     lines = [line for line in call.lines("assistant")]
     assert lines[-1]["status"] == "final" and "interrupted" not in lines[-1]["text"]
     assert NOT_TO_ANSWER not in str(call.lines())
