@@ -165,14 +165,19 @@ class BenchOpenAIServer(FakeOpenAIServer):
         turn.answered_at = time.monotonic()
         return response
 
-    async def _chat(self, request: web.Request) -> web.StreamResponse:
+    async def _json_request(self, request: web.Request, kind: str) -> tuple[dict, float, Recorded, Any]:
+        """A JSON request's body, when it had all arrived, its record, and the key check's refusal if any."""
         try:
             body = await request.json()
         except ValueError:
             body = {}
         asked = time.monotonic()  # the whole request has arrived
-        record = self._record(Recorded("chat", body, asked))
-        if (refused := self._gate(request, record)) is not None:
+        record = self._record(Recorded(kind, body, asked))
+        return body, asked, record, self._gate(request, record)
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        body, asked, record, refused = await self._json_request(request, "chat")
+        if refused is not None:
             return refused
         conversation, kind = self._reply_to(body.get("messages") or [])
         number = conversation.number if conversation is not None else 0
@@ -205,13 +210,8 @@ class BenchOpenAIServer(FakeOpenAIServer):
         return response
 
     async def _speech(self, request: web.Request) -> web.StreamResponse:
-        try:
-            body = await request.json()
-        except ValueError:
-            body = {}
-        asked = time.monotonic()  # the whole request has arrived
-        record = self._record(Recorded("speech", body, asked))
-        if (refused := self._gate(request, record)) is not None:
+        body, asked, record, refused = await self._json_request(request, "speech")
+        if refused is not None:
             return refused
         if body.get("response_format") != "pcm":
             self._problem(f"speech asked for {body.get('response_format')!r}, not pcm")
