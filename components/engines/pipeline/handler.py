@@ -28,7 +28,6 @@ import time
 from collections.abc import AsyncGenerator
 from typing import Any
 
-import httpx
 import numpy as np
 import openai
 from fastrtc import ReplyOnPause
@@ -239,7 +238,7 @@ class PipelineHandler(ReplyOnPause):
         self._client = AsyncOpenAI(
             api_key=self.call.options.api_key,
             max_retries=1,
-            timeout=httpx.Timeout(float(self.settings.response_timeout_s), connect=5.0),
+            timeout=openai.Timeout(float(self.settings.response_timeout_s), connect=5.0),  # the SDK's own type
         )
         self._conversation = Conversation(self._client, self.call, self.pipeline, self.playout, self._service_failed)
         self._ready.set()
