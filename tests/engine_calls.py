@@ -28,7 +28,6 @@ from tests import fake_realtime as realtime
 from tests.call_driver import CallDriver, PauseCallDriver
 from tests.speech import Echo
 
-ENGINES = ("realtime", "pipeline")
 KEY = "sk-test-engine-calls"
 Reply = str | Callable[[Any], str]
 
