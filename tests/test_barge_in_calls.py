@@ -12,9 +12,10 @@ import pytest
 
 from components.restaurant.config import load_config
 from components.restaurant.lookup import Caller
+from components.settings import ENGINES
 from components.store.reservations import ReservationStore
 from tests.call_driver import CallDriver
-from tests.engine_calls import ENGINES, Exchange, fake_model, run_call
+from tests.engine_calls import Exchange, fake_model, run_call
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.parametrize("engine", ENGINES)]
 QUESTION = "What is on the menu tonight?"

@@ -18,11 +18,12 @@ import pytest
 from components.restaurant.config import RestaurantConfig, load_config
 from components.restaurant.fields import Reservation
 from components.restaurant.lookup import Caller
+from components.settings import ENGINES
 from components.store.reservations import ReservationStore
 from tests import postgres
 from tests.call_driver import CallDriver
 from tests.domain_fixtures import FIRST_RELEASE_ROWS, bookable_day, first_release_database, write_config
-from tests.engine_calls import ENGINES, Exchange, codes, fake_model, outputs, run_call
+from tests.engine_calls import Exchange, codes, fake_model, outputs, run_call
 
 pytestmark = [pytest.mark.timeout(150), pytest.mark.parametrize("engine", ENGINES)]
 GREETING = "Hello, this is AI-SHIFT. How can I help?"
