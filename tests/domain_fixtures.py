@@ -13,10 +13,11 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
+from components.restaurant.book import BookingRefused
 from components.restaurant.config import DEFAULT_CONFIG_PATH, RestaurantConfig, load_config
 from components.restaurant.fields import Reservation
 from components.restaurant.session import ReservationSession
-from components.store.reservations import BookingRefused, ReservationStore
+from components.store.reservations import ReservationStore
 
 JST = ZoneInfo("Asia/Tokyo")
 ID_PATTERN = r"^AS-[A-Z2-9]{4}$"
@@ -44,6 +45,11 @@ def write_config(directory: Path, replacements: dict[str, str]) -> Path:
     path = directory / "restaurant.toml"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def count(store: ReservationStore, status: str | None = None) -> int:
+    """How many bookings the store holds (of one `status`), whatever their date."""
+    return len(store.bookings_from(dt.date.min, status=status, limit=1_000_000))
 
 
 def make_session(

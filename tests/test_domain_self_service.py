@@ -12,7 +12,7 @@ from components.restaurant.lookup import Caller
 from components.restaurant.session import ReservationSession
 from components.restaurant.tools import run_tool
 from components.store.reservations import ReservationStore
-from tests.domain_fixtures import jst
+from tests.domain_fixtures import count, jst
 
 CONFIG = load_config(DEFAULT_CONFIG_PATH)
 NOW = jst(2026, 4, 20, 9, 0)
@@ -119,7 +119,7 @@ def test_a_change_to_a_closed_day_is_refused_then_a_valid_change_is_stored_under
     assert (done["status"], done["booking_id"]) == ("confirmed", booking_id)
     row = store.get(booking_id)
     assert (row["date"], row["time"], row["party_size"], row["status"]) == ("2026-12-29", "19:30", 3, "confirmed")
-    assert store.count() == CONFIG.tables
+    assert count(store) == CONFIG.tables
     assert codes(call(session, "update_reservation", {"party_size": 4})) == ["already_confirmed"]
     assert session.touched == {booking_id}
 
@@ -180,7 +180,7 @@ def test_a_party_of_six_is_refused_and_ends_in_a_callback_request(store) -> None
     assert result["callback_requested"] is True
     (request,) = store.callbacks.listed()
     assert (request["guest_name"], request["phone"], request["language"]) == ("佐藤", "0312345678", "ja")
-    assert store.count() == 0
+    assert count(store) == 0
 
 
 def test_a_phone_call_books_with_the_callers_number_shown_masked(store) -> None:
@@ -244,7 +244,7 @@ def test_a_booking_made_earlier_on_this_call_can_be_looked_up_and_changed(store)
     call(session, "find_reservation", {"booking_id": booking_id, "guest_name": "kato"})
     call(session, "update_reservation", {"time": "12:30"})
     assert call(session, "confirm_reservation")["booking_id"] == booking_id
-    assert store.get(booking_id)["time"] == "12:30" and store.count() == 1
+    assert store.get(booking_id)["time"] == "12:30" and count(store) == 1
 
 
 def test_an_old_booking_cannot_be_cancelled_after_it_started(store) -> None:

@@ -15,14 +15,23 @@ from pathlib import Path
 
 import pytest
 
+from components.restaurant.book import BookingRefused, StoreUnavailable
 from components.restaurant.config import DEFAULT_CONFIG_PATH, PROJECT_ROOT, load_config
 from components.restaurant.fields import Reservation
 from components.restaurant.problems import Code
+from components.settings import Settings
 from components.store import reservations as store_module
-from components.store.database import StoreUnavailable
-from components.store.reservations import ID_ALPHABET, BookingRefused, ReservationStore
+from components.store.reservations import ID_ALPHABET, ReservationStore
 from tests import postgres
-from tests.domain_fixtures import FIRST_RELEASE_ROWS, ID_PATTERN, booking, first_release_database, jst, race_to_book
+from tests.domain_fixtures import (
+    FIRST_RELEASE_ROWS,
+    ID_PATTERN,
+    booking,
+    count,
+    first_release_database,
+    jst,
+    race_to_book,
+)
 
 CONFIG = load_config(DEFAULT_CONFIG_PATH)
 NOW = jst(2026, 4, 20, 9, 0)
@@ -39,7 +48,7 @@ def location(request, tmp_path) -> str:
 def store(location):
     store = ReservationStore(location)
     yield store
-    store.db.dispose()
+    store.db.engine.dispose()
 
 
 def test_book_writes_a_complete_row(store):
@@ -64,7 +73,7 @@ def test_book_writes_a_complete_row(store):
     }
     assert store.get(booking_id.lower()) == store.get(booking_id)  # as a guest might spell it
     assert store.get("AS-ZZZZ") is None
-    assert store.count() == 1
+    assert count(store) == 1
 
 
 def test_a_phone_booking_keeps_the_callers_number_and_its_source(store):
@@ -84,9 +93,9 @@ def test_bookings_on_a_day_in_time_order(store):
     for hour in (20, 12, 18):
         store.book(booking(TUESDAY, hour), CONFIG, NOW)
     store.book(booking(TUESDAY + dt.timedelta(days=1), 19), CONFIG, NOW)
-    assert [row["time"] for row in store.bookings_on(TUESDAY)] == ["12:00", "18:00", "20:00"]
-    assert [row["time"] for row in store.bookings_on("2026-04-22")] == ["19:00"]
-    assert store.count() == 4
+    assert [row["time"] for row in store.bookings_from(TUESDAY, until=TUESDAY)] == ["12:00", "18:00", "20:00"]
+    assert [row["time"] for row in store.bookings_from("2026-04-22", until="2026-04-22")] == ["19:00"]
+    assert count(store) == 4
 
 
 def test_refusals_carry_problems_and_write_nothing(store):
@@ -99,7 +108,7 @@ def test_refusals_carry_problems_and_write_nothing(store):
     with pytest.raises(BookingRefused) as closed:
         store.book(booking(dt.date(2026, 12, 31), 19), CONFIG, jst(2026, 12, 1))
     assert [p.code for p in closed.value.problems] == [Code.CLOSED_DAY]
-    assert store.count() == 0
+    assert count(store) == 0
     assert store.audit.entries() == []
 
 
@@ -110,7 +119,7 @@ def test_the_seventh_booking_at_a_time_is_refused(store):
         store.book(booking(TUESDAY, 18, 30), CONFIG, NOW)
     assert [p.code for p in full.value.problems] == [Code.FULLY_BOOKED]
     store.book(booking(TUESDAY, 21), CONFIG, NOW)  # the 19:00 tables are free again at 21:00
-    assert store.count() == CONFIG.tables + 1
+    assert count(store) == CONFIG.tables + 1
 
 
 def test_starts_between_reads_the_neighbourhood(store):
@@ -127,7 +136,7 @@ def test_a_change_keeps_the_id_and_its_own_table_does_not_count_against_it(store
 
     assert (row["booking_id"], row["time"], row["party_size"], row["requests"]) == (ids[0], "19:30", 4, "birthday")
     assert row["updated_at"] == "2026-04-20T01:00:00+00:00"
-    assert store.count() == CONFIG.tables
+    assert count(store) == CONFIG.tables
     with pytest.raises(BookingRefused) as full:  # the tables are all still taken
         store.book(booking(TUESDAY, 19, name="Walk-in"), CONFIG, NOW)
     assert [p.code for p in full.value.problems] == [Code.FULLY_BOOKED]
@@ -157,8 +166,8 @@ def test_a_cancellation_keeps_the_row_and_frees_the_table_at_once(store):
     assert (row["status"], row["cancelled_at"]) == ("cancelled", "2026-04-20T02:00:00+00:00")
     assert store.get(ids[2])["status"] == "cancelled"  # nothing is deleted
     assert re.fullmatch(ID_PATTERN, store.book(booking(TUESDAY, 19), CONFIG, NOW))
-    assert store.count() == CONFIG.tables + 1
-    assert store.count("cancelled") == 1
+    assert count(store) == CONFIG.tables + 1
+    assert count(store, "cancelled") == 1
     with pytest.raises(BookingRefused) as again:
         store.cancel(ids[2], NOW, actor="owner:alice")
     assert [p.code for p in again.value.problems] == [Code.NOT_FOUND]
@@ -221,7 +230,7 @@ def test_booking_id_collisions_are_retried(location):
     store = ReservationStore(location, booking_ids=lambda prefix: next(ids))
     assert store.book(booking(TUESDAY, 18), CONFIG, NOW) == "AS-AAAA"
     assert store.book(booking(TUESDAY, 19), CONFIG, NOW) == "AS-BBBB"
-    assert store.count() == 2
+    assert count(store) == 2
 
 
 def test_booking_ids_avoid_ambiguous_characters():
@@ -246,7 +255,7 @@ def test_many_threads_share_six_tables(store, location):
     outcomes = [results.get_nowait() for _ in threads]
     assert sum(kind == "ok" for kind, _ in outcomes) == CONFIG.tables
     assert all(detail == ["fully_booked"] for kind, detail in outcomes if kind == "refused")
-    assert store.count() == CONFIG.tables
+    assert count(store) == CONFIG.tables
 
 
 def race(location: str, processes_count: int, threads_count: int, slot: Reservation) -> list[tuple[str, object]]:
@@ -274,10 +283,10 @@ def test_threads_and_processes_race_for_the_last_table(store, location):
     winners = [detail for kind, detail in outcomes if kind == "ok"]
     assert len(winners) == 1 and re.fullmatch(ID_PATTERN, winners[0])
     assert sorted(detail for kind, detail in outcomes if kind == "refused") == [["fully_booked"]] * 11
-    assert store.count() == CONFIG.tables
-    assert [row["guest_name"] for row in store.bookings_on(TUESDAY)].count("Racer") == 1
+    assert count(store) == CONFIG.tables
+    assert [row["guest_name"] for row in store.bookings_from(TUESDAY, until=TUESDAY)].count("Racer") == 1
     if store.db.backend == "sqlite":
-        with sqlite3.connect(store.path) as connection:
+        with sqlite3.connect(store.db.path) as connection:
             assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
@@ -285,32 +294,32 @@ def test_threads_and_processes_race_for_the_last_table(store, location):
 def test_processes_creating_a_new_database_together(location):
     outcomes = race(location, processes_count=8, threads_count=0, slot=booking(TUESDAY, 19))
     assert sorted(kind for kind, _ in outcomes) == ["ok"] * CONFIG.tables + ["refused"] * 2
-    assert ReservationStore(location).count() == CONFIG.tables
+    assert count(ReservationStore(location)) == CONFIG.tables
 
 
 # ---- SQLite files ----------------------------------------------------------------------------------------
 
 
-def test_path_comes_from_the_environment_at_construction(tmp_path, monkeypatch):
+def test_path_comes_from_the_environment_at_start(tmp_path, monkeypatch):
     monkeypatch.delenv("RESERVATIONS_DB", raising=False)
     monkeypatch.delenv("DATABASE_URL", raising=False)
-    assert ReservationStore().path == PROJECT_ROOT / "data" / "reservations.db"
+    assert ReservationStore.from_settings(Settings.load()).db.path == PROJECT_ROOT / "data" / "reservations.db"
     monkeypatch.setenv("RESERVATIONS_DB", str(tmp_path / "env.db"))
-    assert ReservationStore().path == tmp_path / "env.db"
-    assert ReservationStore(tmp_path / "explicit.db").path == tmp_path / "explicit.db"
+    assert ReservationStore.from_settings(Settings.load()).db.path == tmp_path / "env.db"
+    assert ReservationStore(tmp_path / "explicit.db").db.path == tmp_path / "explicit.db"
     monkeypatch.setenv("DATABASE_URL", "postgres://owner:secret@db.example:6543/bookings")
-    store = ReservationStore()
-    assert (store.db.backend, store.path) == ("postgresql", None)
+    store = ReservationStore.from_settings(Settings.load())
+    assert (store.db.backend, store.db.path) == ("postgresql", None)
     assert "secret" not in store.db.describe() and "db.example:6543/bookings" in store.db.describe()
 
 
 def test_folder_and_schema_are_created_on_first_use(tmp_path):
     store = ReservationStore(tmp_path / "nested" / "deeper" / "reservations.db")
-    assert not store.path.parent.exists()  # constructing touches nothing
-    assert store.count() == 0
-    with sqlite3.connect(store.path) as connection:
+    assert not store.db.path.parent.exists()  # constructing touches nothing
+    assert count(store) == 0
+    with sqlite3.connect(store.db.path) as connection:
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert ReservationStore(store.path).count() == 0  # a second store on the same file reuses the schema
+    assert count(ReservationStore(store.db.path)) == 0  # a second store on the same file reuses the schema
 
 
 def test_a_file_that_is_not_a_database_is_unavailable_not_a_crash(tmp_path):
@@ -337,7 +346,8 @@ def test_a_server_that_goes_away_is_unavailable_fast_and_the_next_booking_after_
     finally:
         server.start()
     assert re.fullmatch(ID_PATTERN, store.book(booking(TUESDAY, 19), CONFIG, NOW))
-    assert [row["time"] for row in store.bookings_on(TUESDAY)] == ["18:00", "19:00"]  # nothing half-written
+    rows = store.bookings_from(TUESDAY, until=TUESDAY)
+    assert [row["time"] for row in rows] == ["18:00", "19:00"]  # nothing half-written
 
 
 # ---- a database made by the first release ----------------------------------------------------------------
@@ -365,15 +375,15 @@ def test_a_first_release_database_is_migrated_in_place_and_loses_nothing(locatio
             "cancelled_at": None,
             "override": None,
         }
-    assert store.count() == 3
+    assert count(store) == 3
     assert len(store.starts_between(TUESDAY, TUESDAY)) == 2  # the old bookings still hold their tables
     new_id = store.book(booking(TUESDAY, 19), CONFIG, NOW)
     store.cancel("AS-7K3Q", NOW, actor="agent:web")
-    assert store.count() == 4 and store.count("cancelled") == 1
+    assert count(store) == 4 and count(store, "cancelled") == 1
     assert store.callbacks.listed() == []
     with store.db.read() as connection:
         versions = connection.exec_driver_sql("SELECT version FROM schema_version ORDER BY version").scalars().all()
-    assert versions == [1, 2, 3]
+    assert versions == [1, 2, 3, 4]  # 4: why each counted call ended
     assert ReservationStore(location).get(new_id)["status"] == "confirmed"  # a restart migrates nothing twice
 
 
@@ -387,15 +397,15 @@ def test_on_a_space_bookings_go_to_persistent_storage_and_otherwise_the_owner_is
     if made:
         data.mkdir()
     try:
-        store = ReservationStore()
-        assert store.path == data / "reservations.db"
+        store = ReservationStore.from_settings(Settings.load())
+        assert store.db.path == data / "reservations.db"
         assert store.db.persistent and store.db.warning() is None
     finally:
         if made:
             data.rmdir()
-    local = ReservationStore(tmp_path / "reservations.db")
+    local = ReservationStore(tmp_path / "reservations.db", on_space=True)
     assert not local.db.persistent
     assert "will be lost when the Space restarts" in local.db.warning() and "DATABASE_URL" in local.db.warning()
-    assert ReservationStore(postgres.server().url()).db.warning() is None
-    monkeypatch.delenv("SPACE_ID")
-    assert ReservationStore(tmp_path / "reservations.db").db.warning() is None  # not a Space: the owner's own disk
+    assert ReservationStore(postgres.server().url(), on_space=True).db.warning() is None
+    off_space = ReservationStore(tmp_path / "reservations.db", on_space=False)
+    assert off_space.db.warning() is None  # not a Space: the owner's own disk

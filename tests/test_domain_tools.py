@@ -11,7 +11,7 @@ import pytest
 from components.restaurant.config import DEFAULT_CONFIG_PATH, FACT_TOPICS, load_config
 from components.restaurant.fields import FIELDS
 from components.restaurant.tools import TOOL_NAMES, chat_tools, realtime_tools, run_tool
-from tests.domain_fixtures import ID_PATTERN, booking, jst, make_session
+from tests.domain_fixtures import ID_PATTERN, booking, count, jst, make_session
 
 NOW = jst(2026, 4, 20, 9, 0)  # Monday
 RESULT_KEYS = {"status", "reservation", "missing", "problems", "booking_id", "alternatives"}
@@ -95,7 +95,7 @@ def test_after_confirming_the_draft_is_frozen(session):
     assert codes(result) == ["already_confirmed"] and booking_id in result["problems"][0]["message"]
     assert result["reservation"]["time"] == "19:00" and result["status"] == "confirmed"
     assert codes(call(session, "confirm_reservation")) == ["already_confirmed"]
-    assert session.store.count() == 1
+    assert count(session.store) == 1
 
 
 @pytest.mark.parametrize(
@@ -138,9 +138,9 @@ def test_malformed_check_and_unknown_tool(session):
 
 def test_a_store_that_cannot_be_read_becomes_a_problem_not_an_exception(session):
     call(session, "update_reservation", {"guest_name": "Hanako", "date": "2026-04-21"})
-    session.store.path.unlink()
-    session.store.path.write_bytes(b"not a database" * 512)  # the disk gave way under the file
-    session.store.db.dispose()
+    session.store.db.path.unlink()
+    session.store.db.path.write_bytes(b"not a database" * 512)  # the disk gave way under the file
+    session.store.db.engine.dispose()
 
     result = call(session, "update_reservation", {"time": "19:00"})
 
@@ -216,7 +216,7 @@ def test_confirm_when_incomplete_lists_each_missing_field(session):
         ("missing_field", "party_size"),
     ]
     assert result["status"] == "collecting" and result["booking_id"] is None
-    assert session.store.count() == 0
+    assert count(session.store) == 0
 
 
 def test_confirm_when_the_last_table_went_meanwhile(session):
@@ -230,7 +230,7 @@ def test_confirm_when_the_last_table_went_meanwhile(session):
     result = call(session, "confirm_reservation")
     assert codes(result) == ["fully_booked"] and result["status"] == "collecting"
     assert result["alternatives"] and {"date": "2026-04-21", "time": "19:00"} not in result["alternatives"]
-    assert session.store.count() == config.tables
+    assert count(session.store) == config.tables
 
 
 def test_messages_follow_the_sessions_language(session):

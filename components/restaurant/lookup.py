@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from components.restaurant.book import CANCELLED, BookingBook
 from components.restaurant.fields import booking_key, name_key, phone_key
 from components.restaurant.problems import Code, Problem
-from components.store.reservations import CANCELLED, ReservationStore
 
 MAX_MISSES = 3
 
@@ -29,7 +29,7 @@ class Caller:
 class Lookup:
     """One call's lookups (see the module docstring)."""
 
-    def __init__(self, store: ReservationStore, prefix: str, caller: Caller) -> None:
+    def __init__(self, store: BookingBook, prefix: str, caller: Caller) -> None:
         self.store = store
         self.prefix = prefix
         self.caller = caller

@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from components.restaurant.book import BookingBook, BookingRefused, StoreUnavailable
 from components.restaurant.config import RestaurantConfig, language_code
 from components.restaurant.fields import (
     FIELDS,
@@ -33,8 +34,6 @@ from components.restaurant.fields import (
 from components.restaurant.lookup import Caller, Lookup
 from components.restaurant.problems import SLOT_CODES, Code, FieldError, Problem
 from components.restaurant.rules import alternatives, bookable_times, booking_window, opening, validate_reservation
-from components.store.database import StoreUnavailable
-from components.store.reservations import BookingRefused, ReservationStore
 
 COLLECTING, READY, CONFIRMED, CANCELLED = "collecting", "ready", "confirmed", "cancelled"
 CHECK_FIELDS = ("date", "time", "party_size")
@@ -55,7 +54,7 @@ class ReservationSession:
     def __init__(
         self,
         config: RestaurantConfig,
-        store: ReservationStore,
+        store: BookingBook,
         language: str = "ja",
         clock: Callable[[], dt.datetime] | None = None,
         *,

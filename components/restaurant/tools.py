@@ -22,11 +22,11 @@ import json
 import logging
 from collections.abc import Callable
 
+from components.restaurant.book import StoreUnavailable
 from components.restaurant.config import FACT_TOPICS
 from components.restaurant.fields import FIELDS, MAX_NAME_LENGTH, MAX_REQUESTS_LENGTH
 from components.restaurant.problems import Code, Problem
 from components.restaurant.session import ReservationSession
-from components.store.database import StoreUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,8 @@
 
 The place, in order: `DATABASE_URL` (`postgresql://…`, for replicas sharing one server), `RESERVATIONS_DB` (a
 SQLite file), `/data/reservations.db` when the Space has persistent storage mounted at `/data`, else
-`data/reservations.db` next to the app (lost when a Space restarts).
+`data/reservations.db` next to the app (lost when a Space restarts). The settings name the first two; this
+module knows the last two.
 
 What both backends guarantee, so the rest of the store is written once:
 
@@ -32,10 +33,9 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import NullPool
 
-from components.restaurant.config import PROJECT_ROOT
+from components.restaurant.book import StoreUnavailable
+from components.settings import PROJECT_ROOT
 
-URL_ENV_VAR = "DATABASE_URL"
-DB_ENV_VAR = "RESERVATIONS_DB"
 DEFAULT_DB_PATH = PROJECT_ROOT / "data" / "reservations.db"
 PERSISTENT_DIR = Path("/data")  # a Space's persistent storage, when the owner has added it
 
@@ -56,18 +56,8 @@ EPHEMERAL_WARNING = (
 )
 
 
-class StoreUnavailable(Exception):
-    """The database could not be reached or did not answer in time; nothing was written."""
-
-
 def default_location() -> str:
-    """The configured database: a URL, or a SQLite path (see the module docstring)."""
-    url = os.environ.get(URL_ENV_VAR, "").strip()
-    if url:
-        return url
-    path = os.environ.get(DB_ENV_VAR, "").strip()
-    if path:
-        return path
+    """Where bookings go when the owner names no database: persistent storage if the Space has it."""
     if PERSISTENT_DIR.is_dir() and os.access(PERSISTENT_DIR, os.W_OK):
         return str(PERSISTENT_DIR / "reservations.db")
     return str(DEFAULT_DB_PATH)
@@ -81,15 +71,17 @@ def _url(location: str | os.PathLike) -> URL:
     if url.drivername in ("postgres", "postgresql"):  # hosted providers hand out the plain scheme
         url = url.set(drivername="postgresql+psycopg")
     if url.get_backend_name() not in ("sqlite", "postgresql"):
-        raise ValueError(f"{URL_ENV_VAR} must be a postgresql:// URL (got a {url.get_backend_name()} URL)")
+        raise ValueError(f"DATABASE_URL must be a postgresql:// URL (got a {url.get_backend_name()} URL)")
     return url
 
 
 class Database:
-    """One database (a URL or a SQLite path), opened lazily: constructing it touches nothing."""
+    """One database (a URL or a SQLite path), opened lazily: constructing it touches nothing. `on_space`: the app
+    runs on a Hugging Face Space, whose own disk is wiped on restart."""
 
-    def __init__(self, location: str | os.PathLike | None = None) -> None:
+    def __init__(self, location: str | os.PathLike | None = None, *, on_space: bool = False) -> None:
         self.url = _url(location if location is not None else default_location())
+        self.on_space = on_space
         self.backend = self.url.get_backend_name()
         self.path = Path(self.url.database) if self.backend == "sqlite" and self.url.database else None
         self._engine: Engine | None = None
@@ -98,7 +90,7 @@ class Database:
     @property
     def persistent(self) -> bool:
         """Whether bookings outlive a Space restart: a database server, or a file on persistent storage."""
-        if self.backend != "sqlite" or not os.environ.get("SPACE_ID"):
+        if self.backend != "sqlite" or not self.on_space:
             return True
         return self.path is not None and PERSISTENT_DIR in self.path.resolve().parents
 
@@ -176,12 +168,6 @@ class Database:
             raise StoreUnavailable(type(getattr(error, "orig", None) or error).__name__) from error
         except SQLAlchemyError as error:
             raise StoreUnavailable(type(error).__name__) from error
-
-    def dispose(self) -> None:
-        with self._lock:
-            if self._engine is not None:
-                self._engine.dispose()
-                self._engine = None
 
 
 def _sqlite_connect(dbapi_connection, _record) -> None:  # noqa: ANN001 (SQLAlchemy's event signature)

@@ -19,19 +19,21 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from sqlalchemy import Connection, func, or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from components.restaurant.book import CANCELLED, CONFIRMED, BookingRefused, StoreUnavailable
 from components.restaurant.config import RestaurantConfig
 from components.restaurant.fields import Reservation
 from components.restaurant.problems import Code, Problem
 from components.restaurant.rules import validate_reservation
+from components.settings import Settings
 from components.store.audit import AuditLog, record
 from components.store.callbacks import CallbackBook
-from components.store.database import MIGRATION_LOCK, SQLITE_BUSY_S, Database, StoreUnavailable
+from components.store.database import MIGRATION_LOCK, SQLITE_BUSY_S, Database
 from components.store.schema import migrate, reservations
 from components.store.usage import UsageLedger
 
@@ -39,7 +41,6 @@ from components.store.usage import UsageLedger
 ID_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
 ID_LENGTH = 4
 _ID_ATTEMPTS = 50
-CONFIRMED, CANCELLED = "confirmed", "cancelled"
 _ROW = [column for column in reservations.c if column.name not in ("id", "transcript")]
 _ONE_DAY = dt.timedelta(days=1)
 
@@ -53,25 +54,23 @@ def utc_stamp(now: dt.datetime) -> str:
     return now.astimezone(dt.UTC).isoformat(timespec="seconds")
 
 
-class BookingRefused(Exception):
-    """The store would not write a booking; ``problems`` say why (same codes as the rules)."""
-
-    def __init__(self, problems: Sequence[Problem]) -> None:
-        super().__init__(", ".join(problem.code.value for problem in problems))
-        self.problems = list(problems)
-
-
 class ReservationStore:
-    """Bookings in the configured database (see `components.store.database`); the schema is made on first use.
+    """The scenario's `BookingBook`: bookings in one database (see `components.store.database`), whose schema is
+    made on first use.
 
-    `location` is a `postgresql://` URL or a SQLite path (default: the environment). `booking_ids` makes the
-    ids (a prefix in, an id out); by default random ones.
+    `location` is a `postgresql://` URL or a SQLite path (default: see `database.default_location`); `on_space`
+    says the app runs on a Space (whose own disk is wiped on restart). `booking_ids` makes the ids (a prefix in,
+    an id out); by default random ones.
     """
 
     def __init__(
-        self, location: str | os.PathLike | None = None, *, booking_ids: Callable[[str], str] = new_booking_id
+        self,
+        location: str | os.PathLike | None = None,
+        *,
+        on_space: bool = False,
+        booking_ids: Callable[[str], str] = new_booking_id,
     ) -> None:
-        self.db = Database(location)
+        self.db = Database(location, on_space=on_space)
         self.callbacks = CallbackBook(self.db, self._ensure_schema)
         self.audit = AuditLog(self.db, self._ensure_schema)
         self.usage = UsageLedger(self.db, self._ensure_schema)
@@ -79,9 +78,10 @@ class ReservationStore:
         self._schema_ready = False
         self._schema_lock = threading.Lock()
 
-    @property
-    def path(self):  # noqa: ANN201 (a Path, or None on PostgreSQL)
-        return self.db.path
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ReservationStore:
+        """The database the settings name (`DATABASE_URL`, else `RESERVATIONS_DB`), else the default place."""
+        return cls(settings.secret("database_url") or settings.reservations_db, on_space=settings.on_space)
 
     # ---- writes ------------------------------------------------------------------------------------
 
@@ -201,10 +201,6 @@ class ReservationStore:
             ).scalar()
         return json.loads(text) if text else None
 
-    def bookings_on(self, day: dt.date | str) -> list[dict[str, Any]]:
-        """Every booking dated ``day`` (cancelled ones too), in time order."""
-        return self.bookings_from(day, until=day)
-
     def bookings_from(
         self,
         day: dt.date | str,
@@ -233,14 +229,6 @@ class ReservationStore:
         query = query.order_by(reservations.c.date, reservations.c.time, reservations.c.id).limit(limit)
         with self.db.read() as connection:
             return [dict(row._mapping) for row in connection.execute(query)]
-
-    def count(self, status: str | None = None) -> int:
-        self._ensure_schema()
-        query = select(func.count()).select_from(reservations)
-        if status:
-            query = query.where(reservations.c.status == status)
-        with self.db.read() as connection:
-            return int(connection.execute(query).scalar() or 0)
 
     def starts_between(self, first: dt.date, last: dt.date, exclude: str | None = None) -> list[dt.datetime]:
         """Start times (restaurant-local wall clock) of confirmed bookings dated ``first`` to ``last`` inclusive,

@@ -97,6 +97,7 @@ call_usage = Table(
     Column("started_at", String(32), nullable=False),
     Column("seconds", Float, nullable=False, server_default="0"),
     Column("cost_usd", Float, nullable=False, server_default="0"),
+    Column("close_reason", String(16)),  # why the call ended (`call.state.CloseReason`), once it has
     Index("usage_by_day", "day", "visitor"),
 )
 
@@ -135,7 +136,19 @@ def _add_v3(connection: Connection) -> None:
     call_usage.create(connection, checkfirst=True)
 
 
-MIGRATIONS: tuple[tuple[int, Callable[[Connection], None]], ...] = ((1, _create_v1), (2, _add_v2), (3, _add_v3))
+def _add_v4(connection: Connection) -> None:
+    """Why each counted call ended."""
+    if "close_reason" not in {column["name"] for column in inspect(connection).get_columns("call_usage")}:
+        spec = CreateColumn(call_usage.c.close_reason).compile(dialect=connection.dialect)
+        connection.exec_driver_sql(f"ALTER TABLE call_usage ADD COLUMN {spec}")
+
+
+MIGRATIONS: tuple[tuple[int, Callable[[Connection], None]], ...] = (
+    (1, _create_v1),
+    (2, _add_v2),
+    (3, _add_v3),
+    (4, _add_v4),
+)
 LATEST = MIGRATIONS[-1][0]
 
 

@@ -62,15 +62,15 @@ class UsageLedger:
             )
         return True
 
-    def record(self, call_id: str, *, seconds: float, cost_usd: float) -> None:
-        """How long the call has lasted so far, and its estimated cost (called as it goes, and at its end)."""
+    def record(self, call_id: str, *, seconds: float, cost_usd: float, close_reason: str | None = None) -> None:
+        """How long the call has lasted so far and its estimated cost (called as it goes), and at its end why it
+        ended."""
         self._ready()
+        values = {"seconds": round(seconds, 1), "cost_usd": round(cost_usd, 6)}
+        if close_reason is not None:
+            values["close_reason"] = close_reason[:16]
         with self.db.write() as connection:
-            connection.execute(
-                update(call_usage)
-                .where(call_usage.c.call_id == call_id)
-                .values(seconds=round(seconds, 1), cost_usd=round(cost_usd, 6))
-            )
+            connection.execute(update(call_usage).where(call_usage.c.call_id == call_id).values(**values))
 
     def day(self, day: dt.date) -> DayUsage:
         self._ready()
