@@ -1,12 +1,34 @@
-"""Deployment settings read from the environment, so an owner tunes a Space with Secrets and Variables only."""
+"""Deployment settings: every variable README lists, read from the environment once, at start, and checked.
+
+An owner tunes a Space with Secrets and Variables only, so a mistyped value must stop the app with the variable's
+name rather than surface mid-call. `Settings.load()` reads and validates them all (pydantic-settings); the rest of
+the app receives the small typed objects built here (`AgentSettings` for a call, `DemoLimits`, `BargeInSettings`,
+`PipelineModels`) or the `Settings` object itself, and never reads the environment again.
+
+This module imports nothing else of ours: every layer may use it.
+"""
 
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BeforeValidator,
+    Field,
+    FilePath,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 # List prices in US dollars per million tokens (and per minute of audio where a service bills by duration), as
 # OpenAI published them for these models (checked 2026-12; README "What a call costs"). `OPENAI_PRICES` (JSON, the
@@ -30,60 +52,9 @@ PRICES: dict[str, dict[str, float]] = {
 VOICES = ("marin", "cedar", "alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse")
 LANGUAGES = ("ja", "en")  # the caller's choice; the restaurant's default is in its config
 ENGINES = ("realtime", "pipeline")  # speech-to-speech, or VAD → speech-to-text → chat model → text-to-speech
+REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "off")
 
-
-def _int(name: str, default: int, minimum: int = 1) -> int:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
-    if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, got {value}")
-    return value
-
-
-def prices() -> dict[str, dict[str, float]]:
-    """The price table, with `OPENAI_PRICES` (a JSON object) merged over it."""
-    raw = os.environ.get("OPENAI_PRICES", "").strip()
-    if not raw:
-        return PRICES
-    try:
-        extra = json.loads(raw)
-        merged = {model: dict(fields) for model, fields in PRICES.items()}
-        for model, fields in extra.items():
-            merged.setdefault(model, {}).update({key: float(value) for key, value in fields.items()})
-    except (ValueError, TypeError, AttributeError) as error:
-        raise ValueError(f"OPENAI_PRICES must be a JSON object of models to prices: {error}") from None
-    return merged
-
-
-def _choice(name: str, choices: tuple[str, ...], default: str) -> str:
-    raw = os.environ.get(name, "").strip().lower()
-    if not raw:
-        return default
-    if raw not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
-    return raw
-
-
-def _optional_int(name: str) -> int | None:
-    return _int(name, 0, minimum=0) if os.environ.get(name, "").strip() else None
-
-
-def _optional_money(name: str) -> float | None:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be an amount of US dollars, got {raw!r}") from None
-    if value < 0:
-        raise ValueError(f"{name} must not be negative, got {raw!r}")
-    return value
+Prices = Mapping[str, Mapping[str, float]]
 
 
 @dataclass(frozen=True)
@@ -104,24 +75,63 @@ class DemoLimits:
     def active(self) -> bool:
         return any(value is not None for value in vars(self).values())
 
-    @classmethod
-    def from_env(cls) -> DemoLimits:
-        return cls(
-            calls_per_visitor=_optional_int("CALLS_PER_VISITOR_PER_DAY"),
-            daily_minutes=_optional_int("DAILY_CALL_MINUTES"),
-            daily_budget_usd=_optional_money("DAILY_BUDGET_USD"),
-            access_code=os.environ.get("DEMO_ACCESS_CODE", "").strip() or None,
-        )
+
+@dataclass(frozen=True)
+class BargeInSettings:
+    """How quickly and how surely the agent yields (`BARGE_IN_ONSET_MS`, `BARGE_IN_CONFIRM_MS`,
+    `BARGE_IN_RESUME_MS`, `BARGE_IN_THRESHOLD_DBFS`).
+
+    The threshold sits well above a quiet room (-60 dBFS) and a phone line's hiss, and well below speech into
+    a headset or handset (-30 to -15 dBFS). On the phone, echo comes back at least `echo_loss_db` below the
+    agent's own level (a handset's echo return loss), and speech must clear it by `echo_margin_db`.
+    """
+
+    onset_ms: int = 40
+    confirm_ms: int = 250
+    resume_ms: int = 500
+    threshold_dbfs: float = -40.0
+    echo_loss_db: float = 20.0
+    echo_margin_db: float = 8.0
+
+
+@dataclass(frozen=True)
+class PipelineModels:
+    """Models of the pipeline engine (speech-to-text reuses `AgentSettings.transcription_model`).
+
+    `OPENAI_CHAT_MODEL` (default `gpt-5.4-mini`, the small current model with tool calling),
+    `OPENAI_TTS_MODEL` (default `gpt-4o-mini-tts`, which streams PCM and takes a speaking style),
+    `OPENAI_CHAT_REASONING_EFFORT`: sent to the chat model as `reasoning_effort`; by default `none` for the
+    GPT-5 family (a phone turn cannot wait for deliberation) and not sent to other models (a local model on
+    an OpenAI-compatible server may not know the parameter); `off` never sends it.
+    """
+
+    chat_model: str = "gpt-5.4-mini"
+    tts_model: str = "gpt-4o-mini-tts"
+    reasoning_effort: str | None = None
+    max_tool_rounds: int = 6
+
+
+@dataclass(frozen=True)
+class LineSettings:
+    """What the server and the phone line know of the deployment: the token that signs Twilio's webhooks
+    (`TWILIO_AUTH_TOKEN`, unless `TWILIO_VALIDATE_SIGNATURE` is off), the public address (`PUBLIC_URL`), the voice
+    of Twilio's own `<Say>` (`TWILIO_SAY_VOICE`), and whether this is a Space (behind its proxy)."""
+
+    signing_token: str | None = field(default=None, repr=False)
+    public_url: str | None = None
+    say_voice: str | None = None
+    on_space: bool = False
 
 
 @dataclass(frozen=True)
 class AgentSettings:
-    """How the voice agent runs: models, voice, and the limits a shared demo needs.
+    """How the voice agent runs a call: models, voice, limits, the owner's key and its allowances.
 
     Defaults: a booking takes one to three minutes, so a call may last 5 minutes (the cookbook's 90 s
     cut people off mid read-back); 10 calls at once keep a free 2-vCPU Space responsive while bounding
     what a public demo can spend of the owner's OpenAI budget. `engine` is the voice engine a call starts
-    with (`VOICE_ENGINE`): the page lets a visitor switch, the phone line always uses it.
+    with (`VOICE_ENGINE`): the page lets a visitor switch, the phone line always uses it. `api_key` is the
+    owner's (`OPENAI_API_KEY`), never shown or logged.
     """
 
     model: str = "gpt-realtime"
@@ -132,7 +142,11 @@ class AgentSettings:
     idle_reprompt_ms: int = 8000
     response_timeout_s: int = 20
     engine: str = "realtime"
+    api_key: str | None = field(default=None, repr=False)
     demo: DemoLimits = field(default_factory=DemoLimits)
+    barge_in: BargeInSettings = field(default_factory=BargeInSettings)
+    pipeline: PipelineModels = field(default_factory=PipelineModels)
+    prices: Prices = field(default_factory=lambda: PRICES, repr=False)
 
     @property
     def hard_time_limit_s(self) -> int:
@@ -140,47 +154,249 @@ class AgentSettings:
         may still be playing), so this backstop only catches a call the handler could not end."""
         return self.call_time_limit_s + 15
 
+
+def _lower(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _names(value: Any) -> Any:
+    """A comma-separated list of names, lower-cased (Hugging Face user names compare case-insensitively)."""
+    if isinstance(value, str):
+        return frozenset(name.strip().lower() for name in value.split(",") if name.strip())
+    return value
+
+
+def _token(value: SecretStr) -> SecretStr:
+    """A key or token goes into an HTTP header: one word, no spaces or line breaks (a common paste mistake)."""
+    text = value.get_secret_value()
+    if not text.strip() or any(character.isspace() or not character.isprintable() for character in text):
+        raise ValueError("must be one word, with no spaces or line breaks (check what was pasted)")
+    return value
+
+
+def _phrase(value: SecretStr) -> SecretStr:
+    """A password or access code someone types: not blank, and on one line."""
+    text = value.get_secret_value()
+    if not text.strip() or any(character in text for character in "\r\n\0"):
+        raise ValueError("must not be blank or span several lines")
+    return value
+
+
+def _not_a_folder(value: Path) -> Path:
+    if value.is_dir():
+        raise ValueError(f"must be a file path, not the folder {str(value)!r}")
+    return value
+
+
+Lowered = BeforeValidator(_lower)
+Token = Annotated[SecretStr, AfterValidator(_token)]
+Phrase = Annotated[SecretStr, AfterValidator(_phrase)]
+Model = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")]
+
+
+def _env(name: str, *more: str) -> Any:
+    return AliasChoices(name, *more) if more else name
+
+
+class SettingsError(ValueError):
+    """A variable has a value the app cannot run with; the message names each one and says what it must be."""
+
+
+class Settings(BaseSettings):
+    """The environment, read once (README "Duplicate it with your own key" lists every variable).
+
+    Empty values count as unset. Secrets are `SecretStr`, so printing the settings never shows them.
+    """
+
+    model_config = SettingsConfigDict(env_ignore_empty=True, extra="ignore", frozen=True)
+
+    # The OpenAI key and models
+    openai_api_key: Token | None = Field(None, validation_alias="OPENAI_API_KEY")
+    realtime_model: Model = Field(AgentSettings.model, validation_alias="OPENAI_REALTIME_MODEL")
+    transcribe_model: Model = Field(AgentSettings.transcription_model, validation_alias="OPENAI_TRANSCRIBE_MODEL")
+    voice: Annotated[Literal[*VOICES], Lowered] = Field(AgentSettings.voice, validation_alias="OPENAI_VOICE")
+    chat_model: Model = Field(PipelineModels.chat_model, validation_alias="OPENAI_CHAT_MODEL")
+    tts_model: Model = Field(PipelineModels.tts_model, validation_alias="OPENAI_TTS_MODEL")
+    reasoning_effort: Annotated[Literal[*REASONING_EFFORTS] | None, Lowered] = Field(
+        None, validation_alias="OPENAI_CHAT_REASONING_EFFORT"
+    )
+    prices: Annotated[dict[str, dict[str, float]], NoDecode] = Field(
+        default_factory=dict, validation_alias="OPENAI_PRICES"
+    )
+    engine: Annotated[Literal[*ENGINES], Lowered] = Field(AgentSettings.engine, validation_alias="VOICE_ENGINE")
+
+    # Calls
+    call_time_limit: int = Field(AgentSettings.call_time_limit_s, ge=30, validation_alias="CALL_TIME_LIMIT")
+    max_concurrent_calls: int = Field(AgentSettings.max_concurrent_calls, ge=1, validation_alias="MAX_CONCURRENT_CALLS")
+    idle_reprompt_ms: int = Field(AgentSettings.idle_reprompt_ms, ge=1000, validation_alias="IDLE_REPROMPT_MS")
+    response_timeout: int = Field(AgentSettings.response_timeout_s, ge=2, validation_alias="RESPONSE_TIMEOUT")
+    barge_in_onset_ms: int = Field(BargeInSettings.onset_ms, ge=10, le=1000, validation_alias="BARGE_IN_ONSET_MS")
+    barge_in_confirm_ms: int = Field(BargeInSettings.confirm_ms, ge=20, le=3000, validation_alias="BARGE_IN_CONFIRM_MS")
+    barge_in_resume_ms: int = Field(BargeInSettings.resume_ms, ge=50, le=5000, validation_alias="BARGE_IN_RESUME_MS")
+    barge_in_threshold_dbfs: float = Field(
+        BargeInSettings.threshold_dbfs, ge=-90, le=0, validation_alias="BARGE_IN_THRESHOLD_DBFS"
+    )
+
+    # The demo link's allowances
+    calls_per_visitor_per_day: int | None = Field(None, ge=0, validation_alias="CALLS_PER_VISITOR_PER_DAY")
+    daily_call_minutes: int | None = Field(None, ge=0, validation_alias="DAILY_CALL_MINUTES")
+    daily_budget_usd: float | None = Field(None, ge=0, validation_alias="DAILY_BUDGET_USD")
+    demo_access_code: Phrase | None = Field(None, validation_alias="DEMO_ACCESS_CODE")
+
+    # Where things are
+    restaurant_config: FilePath | None = Field(None, validation_alias="RESTAURANT_CONFIG")
+    database_url: Token | None = Field(None, validation_alias="DATABASE_URL")
+    reservations_db: Annotated[Path, AfterValidator(_not_a_folder)] | None = Field(
+        None, validation_alias="RESERVATIONS_DB"
+    )
+    public_url: str | None = Field(None, pattern=r"^https?://[^\s/]+/?$", validation_alias="PUBLIC_URL")
+    server_name: str = Field("127.0.0.1", validation_alias="GRADIO_SERVER_NAME")
+    server_port: int = Field(7860, ge=1, le=65535, validation_alias=_env("GRADIO_SERVER_PORT", "PORT"))
+    voicebot_server: bool = Field(False, validation_alias="VOICEBOT_SERVER")
+
+    # The Space, its owner and the console
+    space_id: str | None = Field(None, validation_alias="SPACE_ID")
+    space_author_name: str | None = Field(None, validation_alias="SPACE_AUTHOR_NAME")
+    owner_users: Annotated[frozenset[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")]], NoDecode] = Field(
+        frozenset(), validation_alias="OWNER_USERS"
+    )
+    owner_password: Phrase | None = Field(None, validation_alias="OWNER_PASSWORD")
+    oauth_client_id: str | None = Field(None, validation_alias="OAUTH_CLIENT_ID")
+    oauth_client_secret: Token | None = Field(None, validation_alias="OAUTH_CLIENT_SECRET")
+    hf_token: Token | None = Field(None, validation_alias="HF_TOKEN")
+
+    # Twilio: the TURN relay, and the phone line
+    twilio_account_sid: str | None = Field(None, pattern=r"^AC[0-9a-fA-F]{32}$", validation_alias="TWILIO_ACCOUNT_SID")
+    twilio_auth_token: Token | None = Field(None, validation_alias="TWILIO_AUTH_TOKEN")
+    twilio_validate_signature: bool = Field(True, validation_alias="TWILIO_VALIDATE_SIGNATURE")
+    twilio_say_voice: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]{1,64}$", validation_alias="TWILIO_SAY_VOICE")
+
+    @field_validator("owner_users", mode="before")
     @classmethod
-    def from_env(cls) -> AgentSettings:
-        return cls(
-            model=os.environ.get("OPENAI_REALTIME_MODEL", "").strip() or cls.model,
-            transcription_model=os.environ.get("OPENAI_TRANSCRIBE_MODEL", "").strip() or cls.transcription_model,
-            voice=os.environ.get("OPENAI_VOICE", "").strip() or cls.voice,
-            call_time_limit_s=_int("CALL_TIME_LIMIT", cls.call_time_limit_s, minimum=30),
-            max_concurrent_calls=_int("MAX_CONCURRENT_CALLS", cls.max_concurrent_calls),
-            idle_reprompt_ms=_int("IDLE_REPROMPT_MS", cls.idle_reprompt_ms, minimum=1000),
-            response_timeout_s=_int("RESPONSE_TIMEOUT", cls.response_timeout_s, minimum=2),
-            engine=_choice("VOICE_ENGINE", ENGINES, cls.engine),
-            demo=DemoLimits.from_env(),
+    def _owner_names(cls, value: Any) -> Any:
+        return _names(value)
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("postgres://", "postgresql://")):
+            raise ValueError("must be a postgresql:// URL")
+        return value
+
+    @field_validator("prices", mode="before")
+    @classmethod
+    def _prices(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"must be a JSON object of models to prices (not JSON: {error.msg})") from None
+        return value
+
+    @classmethod
+    def load(cls) -> Settings:
+        """The settings from the environment, or a `SettingsError` naming every bad variable."""
+        try:
+            return cls()
+        except ValidationError as invalid:
+            raise SettingsError("\n".join(_explain(error) for error in invalid.errors())) from None
+
+    # ---- what the rest of the app receives ----------------------------------------------------------
+
+    @property
+    def demo(self) -> DemoLimits:
+        code = self.demo_access_code.get_secret_value().strip() if self.demo_access_code else ""
+        return DemoLimits(self.calls_per_visitor_per_day, self.daily_call_minutes, self.daily_budget_usd, code or None)
+
+    @property
+    def price_table(self) -> dict[str, dict[str, float]]:
+        """The price table, with `OPENAI_PRICES` merged over it."""
+        merged = {model: dict(rates) for model, rates in PRICES.items()}
+        for model, rates in self.prices.items():
+            merged.setdefault(model, {}).update(rates)
+        return merged
+
+    @property
+    def agent(self) -> AgentSettings:
+        key = self.openai_api_key.get_secret_value().strip() if self.openai_api_key else ""
+        return AgentSettings(
+            model=self.realtime_model,
+            transcription_model=self.transcribe_model,
+            voice=self.voice,
+            call_time_limit_s=self.call_time_limit,
+            max_concurrent_calls=self.max_concurrent_calls,
+            idle_reprompt_ms=self.idle_reprompt_ms,
+            response_timeout_s=self.response_timeout,
+            engine=self.engine,
+            api_key=key or None,
+            demo=self.demo,
+            barge_in=BargeInSettings(
+                onset_ms=self.barge_in_onset_ms,
+                confirm_ms=self.barge_in_confirm_ms,
+                resume_ms=self.barge_in_resume_ms,
+                threshold_dbfs=self.barge_in_threshold_dbfs,
+            ),
+            pipeline=PipelineModels(self.chat_model, self.tts_model, self.reasoning_effort),
+            prices=self.price_table,
         )
 
+    @property
+    def on_space(self) -> bool:
+        return bool(self.space_id)
 
-@dataclass
-class CallOptions:
-    """One call's choices: from the page's Settings on the web, the defaults on the phone. The key is never
-    shown or logged (`repr=False`). `own_key` says the visitor typed one (their own money); `visitor` is who the
-    page says is calling (`{"id": …, "code_ok": …}`, see `call.allowance`), or None on the phone."""
+    @property
+    def owners(self) -> frozenset[str]:
+        """Who may open the console with Hugging Face: the Space's author and `OWNER_USERS`."""
+        author = (self.space_author_name or "").strip().lower()
+        return self.owner_users | ({author} if author else set())
 
-    language: str
-    voice: str
-    api_key: str | None = field(default=None, repr=False)
-    own_key: bool = False
-    visitor: dict[str, Any] | None = None
+    @property
+    def line(self) -> LineSettings:
+        token = self.secret("twilio_auth_token") if self.twilio_validate_signature else None
+        public_url = (self.public_url or "").rstrip("/") or None
+        return LineSettings((token or "").strip() or None, public_url, self.twilio_say_voice, self.on_space)
 
-    @classmethod
-    def from_inputs(cls, inputs: Sequence[Any] | None, default_language: str, settings: AgentSettings) -> CallOptions:
-        """`inputs` are the call's UI inputs `[call, language, voice, key, visitor]` (fastrtc may put a marker
-        before the call's id; an older page may send no visitor), or None on the phone. A key typed in the page
-        wins over the environment's `OPENAI_API_KEY`; an unknown language or voice falls back to the default
-        rather than failing the call."""
-        values = list(inputs or [])
-        visitor = values.pop() if values and isinstance(values[-1], dict) else None
-        language, voice, key = ([None, None, None] + values)[-3:]
-        typed = (key or "").strip() if isinstance(key, str) else ""
-        return cls(
-            language=language if language in LANGUAGES else default_language,
-            voice=voice if voice in VOICES else settings.voice,
-            api_key=typed or os.environ.get("OPENAI_API_KEY", "").strip() or None,
-            own_key=bool(typed),
-            visitor=visitor,
-        )
+    def secret(self, name: str) -> str | None:
+        """A secret's value where it is needed (a client, a comparison), never for printing."""
+        value = getattr(self, name)
+        return value.get_secret_value() if isinstance(value, SecretStr) else value
+
+
+_KINDS = {
+    "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "float_parsing": "must be a number",
+    "bool_parsing": "must be true or false (1/0, yes/no)",
+    "greater_than_equal": "must be at least {ge}",
+    "less_than_equal": "must be at most {le}",
+    "string_pattern_mismatch": "is not in the expected form",
+    "path_not_file": "must be the path of an existing file",
+    "literal_error": "must be one of {choices}",
+    "dict_type": "must be a JSON object of models to prices",
+    "model_type": "must be a JSON object of models to prices",
+}
+
+
+_FORMS = {  # what a variable with a pattern must look like, in the owner's words
+    "TWILIO_ACCOUNT_SID": "must be AC followed by 32 hexadecimal digits (Twilio console, Account Info)",
+    "OWNER_USERS": "must be Hugging Face user names, separated by commas",
+    "PUBLIC_URL": "must be an address like https://owner-space.hf.space",
+    "TWILIO_SAY_VOICE": "must be a Twilio voice name like Polly.Mizuki",
+}
+
+
+def _explain(error: Mapping[str, Any]) -> str:
+    """One bad variable, said plainly: its name, what it must be, and what it was (secrets are not repeated)."""
+    location = [str(part) for part in error.get("loc", ())]
+    name = location[0] if location else "a setting"
+    inner = [part for part in location[1:] if not part.isdigit()]
+    where = f" ({'.'.join(inner)})" if inner else ""
+    kind = _KINDS.get(error.get("type", ""))
+    if error.get("type") == "string_pattern_mismatch":
+        kind = _FORMS.get(name, "must be a model name like gpt-realtime" if "MODEL" in name else kind)
+    context = {key: str(value).replace("'", "") for key, value in (error.get("ctx") or {}).items()}
+    context["choices"] = context.get("expected", "").replace(" or ", ", ")
+    said = kind.format(**context) if kind else str(error.get("msg", "is not valid")).removeprefix("Value error, ")
+    secret = any(word in name for word in ("KEY", "TOKEN", "PASSWORD", "SECRET", "CODE", "DATABASE_URL"))
+    given = "" if secret or isinstance(error.get("input"), dict | list) else f", got {error.get('input')!r}"
+    return f"{name}{where} {said}{given}"

@@ -12,15 +12,16 @@ import pytest
 from components.call.allowance import Allowance
 from components.call.call import Call
 from components.call.costs import chat_cost, realtime_cost, speech_cost, transcription_cost
-from components.call.state import Turn
+from components.call.options import CallRequest, Visitor
+from components.call.state import CloseReason, Turn
 from components.restaurant.config import load_config
-from components.settings import AgentSettings, DemoLimits
+from components.settings import AgentSettings, DemoLimits, Settings
 from components.store.reservations import ReservationStore
 from tests.call_driver import FakeVoice, Page
 
 CONFIG = load_config()
 NOON = dt.datetime(2026, 12, 1, 3, 0, tzinfo=dt.UTC)  # 12:00 in Tokyo
-ALICE = {"id": "ip:203.0.113.9", "code_ok": True}
+ALICE = Visitor(id="ip:203.0.113.9", code_ok=True)
 KEY = "sk-owner-key"
 
 REALTIME_USAGE = {
@@ -70,11 +71,12 @@ def test_the_pipelines_three_services_are_priced_from_what_each_reports() -> Non
 
 def test_prices_can_be_overridden_and_added(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_PRICES", json.dumps({"gpt-realtime": {"audio_out": 0}, "my-model": {"text_out": 1e6}}))
-    assert realtime_cost({"output_token_details": {"audio_tokens": 1000}}, "gpt-realtime") == 0.0
-    assert chat_cost({"completion_tokens": 3}, "my-model") == pytest.approx(3.0)
+    prices = Settings.load().price_table  # parsed once, at start
+    assert realtime_cost({"output_token_details": {"audio_tokens": 1000}}, "gpt-realtime", prices) == 0.0
+    assert chat_cost({"completion_tokens": 3}, "my-model", prices) == pytest.approx(3.0)
     monkeypatch.setenv("OPENAI_PRICES", "[1, 2]")
     with pytest.raises(ValueError, match="OPENAI_PRICES"):
-        chat_cost({"completion_tokens": 3}, "my-model")
+        Settings.load()
 
 
 def test_one_call_per_visitor_a_day_survives_a_restart_and_comes_back_tomorrow(tmp_path: Path) -> None:
@@ -87,7 +89,8 @@ def test_one_call_per_visitor_a_day_survives_a_restart_and_comes_back_tomorrow(t
     assert second.refusal is not None
     assert "本日のデモ通話（1回）はご利用済み" in second.refusal and "2026-12-02 0:00 JST" in second.refusal
     assert "own OpenAI API key" in second.refusal
-    assert restarted.admit({"id": "ip:198.51.100.7", "code_ok": True}, "realtime", NOON).refusal is None  # someone else
+    someone_else = Visitor(id="ip:198.51.100.7", code_ok=True)
+    assert restarted.admit(someone_else, "realtime", NOON).refusal is None
     assert restarted.admit(None, "realtime", NOON).refusal is None  # the phone line has no visitor allowance
     tomorrow = NOON + dt.timedelta(hours=13)  # 01:00 the next day in Tokyo
     assert restarted.admit(ALICE, "realtime", tomorrow).refusal is None
@@ -110,58 +113,56 @@ def test_the_days_minutes_and_budget_refuse_new_calls_and_say_when_they_come_bac
 
 def test_without_the_access_code_the_owners_key_is_not_used(tmp_path: Path) -> None:
     limits = allowance(ReservationStore(tmp_path / "reservations.db"), access_code="let-me-in")
-    refused = limits.admit({"id": "ip:203.0.113.9", "code_ok": False}, "realtime", NOON).refusal
+    refused = limits.admit(Visitor(id="ip:203.0.113.9", code_ok=False), "realtime", NOON).refusal
     assert "?code=" in refused and "own OpenAI API key" in refused
     assert limits.admit(ALICE, "realtime", NOON).refusal is None
 
 
-def run(call: Call, inputs: list | None, seconds: float) -> None:
+def run(call: Call, request: CallRequest | None, seconds: float) -> None:
     async def main() -> None:
-        if await call.begin(inputs):
+        if await call.begin(request):
             await asyncio.sleep(seconds)
-            await call.close()
+            await call.end(CloseReason.HUNG_UP)
 
     asyncio.run(main())
 
 
 def new_call(store: ReservationStore, **limits) -> tuple[Call, FakeVoice, Page]:
+    """A call on the owner's key (`OPENAI_API_KEY`), held to the demo's `limits`."""
     voice, page = FakeVoice(), Page()
-    settings = AgentSettings(call_time_limit_s=300, demo=DemoLimits(**limits))
+    settings = AgentSettings(call_time_limit_s=300, demo=DemoLimits(**limits), api_key=KEY)
     return Call(CONFIG, store, settings, voice, page.send), voice, page
 
 
 def test_a_call_on_the_visitors_own_key_counts_against_nothing(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setenv("OPENAI_API_KEY", KEY)
     store = ReservationStore(tmp_path / "reservations.db")
     for _ in range(2):
         call, _, page = new_call(store, calls_per_visitor=1)
-        run(call, ["webrtc-id", "en", "marin", "sk-visitors-own", ALICE], 0.1)
+        run(call, CallRequest("en", "marin", "sk-visitors-own", ALICE), 0.1)
         assert page.messages == []
     assert store.usage.day(dt.datetime.now(CONFIG.tz).date()).calls == 0
 
     owner, _, _ = new_call(store, calls_per_visitor=1)
-    run(owner, ["webrtc-id", "en", "marin", "", ALICE], 0.1)
+    run(owner, CallRequest("en", "marin", "", ALICE), 0.1)
     refused, _, page = new_call(store, calls_per_visitor=1)
-    run(refused, ["webrtc-id", "en", "marin", "", ALICE], 0.1)
+    run(refused, CallRequest("en", "marin", "", ALICE), 0.1)
     assert page.messages[0]["type"] == "error" and "demo call" in page.messages[0]["message"]
     assert refused.session is None  # nothing of the call started
 
 
 def test_a_page_that_sent_no_visitor_is_held_to_the_access_code(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setenv("OPENAI_API_KEY", KEY)
     call, _, page = new_call(ReservationStore(tmp_path / "reservations.db"), access_code="let-me-in")
-    run(call, ["webrtc-id", "en", "marin", ""], 0.1)  # an API client skipping the page's load
+    run(call, CallRequest("en", "marin", ""), 0.1)  # an API client skipping the page's load
     assert "?code=" in page.messages[0]["message"]
 
 
 @pytest.mark.timeout(60)
 def test_a_call_that_runs_the_budget_out_says_goodbye_after_what_it_is_saying(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setenv("OPENAI_API_KEY", KEY)
     store = ReservationStore(tmp_path / "reservations.db")
     call, voice, page = new_call(store, daily_budget_usd=0.05)
 
     async def conversation() -> None:
-        assert await call.begin(["webrtc-id", "en", "marin", "", ALICE])
+        assert await call.begin(CallRequest("en", "marin", "", ALICE))
         voice.speaking = True  # the agent is in the middle of a sentence
         call.state.turns.append(Turn(cost_usd=0.06))  # this call has now spent $0.06; the next check sees it
         while not voice.said:
@@ -171,7 +172,7 @@ def test_a_call_that_runs_the_budget_out_says_goodbye_after_what_it_is_saying(tm
         voice.speaking = False
         while call.close_message is None:
             await asyncio.sleep(0.05)
-        await call.close()
+        await call.end(CloseReason.HUNG_UP)
 
     asyncio.run(conversation())
     assert "goodbye" in voice.said[-1].lower() or "お別れ" in voice.said[-1]

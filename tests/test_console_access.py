@@ -14,6 +14,7 @@ import pytest
 from components.console.access import OwnerAccess
 from components.console.views import bookings_csv, bookings_frame, load_frame
 from components.restaurant.config import load_config
+from components.settings import Settings
 from components.web.visitor import client_address
 
 CONFIG = load_config()
@@ -61,7 +62,7 @@ def test_the_space_owner_and_owner_users_come_from_the_environment(monkeypatch: 
     monkeypatch.setenv("OWNER_USERS", " carol, Dave ,")
     monkeypatch.setenv("OWNER_PASSWORD", "pw")
     monkeypatch.delenv("OAUTH_CLIENT_ID", raising=False)
-    access = OwnerAccess.from_env()
+    access = OwnerAccess.from_settings(Settings.load())
     assert access.users == {"alice", "carol", "dave"} and not access.oauth and access.password == "pw"
     assert "pw" not in repr(access)
 
@@ -79,9 +80,9 @@ def test_a_visitor_is_known_by_the_first_forwarded_address_on_a_space(monkeypatc
         headers={"x-forwarded-for": "203.0.113.9, 10.0.0.1"}, client=SimpleNamespace(host="10.0.0.1")
     )
     monkeypatch.delenv("SPACE_ID", raising=False)
-    assert client_address(request) == "10.0.0.1"  # off a Space, a forwarded header could be anyone's claim
+    assert client_address(request, Settings.load().on_space) == "10.0.0.1"  # off a Space, anyone's claim
     monkeypatch.setenv("SPACE_ID", "owner/voicebot")
-    assert client_address(request) == "203.0.113.9"
+    assert client_address(request, Settings.load().on_space) == "203.0.113.9"
 
 
 ROWS = [

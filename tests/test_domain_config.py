@@ -12,6 +12,7 @@ from components.restaurant.fields import Reservation
 from components.restaurant.problems import Code
 from components.restaurant.prompt import render_instructions
 from components.restaurant.rules import opening, validate_reservation
+from components.settings import Settings
 from tests.domain_fixtures import jst, write_config
 
 
@@ -35,7 +36,7 @@ def test_shipped_defaults_are_ai_shift(monkeypatch):
 def test_environment_variable_overrides_the_path(tmp_path, monkeypatch):
     path = write_config(tmp_path, {'name.en = "AI-SHIFT"': 'name.en = "Elsewhere"'})
     monkeypatch.setenv("RESTAURANT_CONFIG", str(path))
-    assert load_config().name("en") == "Elsewhere"
+    assert load_config(Settings.load().restaurant_config).name("en") == "Elsewhere"
     assert load_config(DEFAULT_CONFIG_PATH).name("en") == "AI-SHIFT"  # an explicit path still wins
 
 

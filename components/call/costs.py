@@ -6,7 +6,8 @@
   token usage, or by the minutes of audio for a model that reports only a duration; text-to-speech by the
   characters sent and the minutes of audio it returned (its API reports no usage).
 
-Estimates, not invoices: they are what the card shows and what the demo's daily budget counts.
+`prices` is the table the settings parsed at start (`OPENAI_PRICES` merged over the list prices). Estimates, not
+invoices: they are what the card shows and what the demo's daily budget counts.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from components.settings import prices
+from components.settings import PRICES, Prices
 
 MILLION = 1_000_000
 
@@ -35,14 +36,14 @@ def _tokens(usage: Any, *path: str) -> int:
     return int(value or 0)
 
 
-def _price(model: str) -> dict[str, float]:
-    table = prices()
+def _price(model: str, table: Prices) -> Mapping[str, float]:
+    """A model's rates; a dated snapshot (`gpt-realtime-2025-08-28`) is priced as its model."""
     return table.get(model) or next((rates for name, rates in table.items() if model.startswith(name)), {})
 
 
-def realtime_cost(usage: Any, model: str) -> float:
+def realtime_cost(usage: Any, model: str, prices: Prices = PRICES) -> float:
     """One Realtime response: fresh and cached audio and text input, audio and text output."""
-    rates = _price(model)
+    rates = _price(model, prices)
     audio_in = _tokens(usage, "input_token_details", "audio_tokens")
     text_in = _tokens(usage, "input_token_details", "text_tokens")
     cached_audio = _tokens(usage, "input_token_details", "cached_tokens_details", "audio_tokens")
@@ -60,9 +61,9 @@ def realtime_cost(usage: Any, model: str) -> float:
     return cost / MILLION
 
 
-def chat_cost(usage: Any, model: str) -> float:
+def chat_cost(usage: Any, model: str, prices: Prices = PRICES) -> float:
     """One chat completion: prompt tokens (the cached share at its own rate) and completion tokens."""
-    rates = _price(model)
+    rates = _price(model, prices)
     prompt = _tokens(usage, "prompt_tokens")
     cached = _tokens(usage, "prompt_tokens_details", "cached_tokens")
     completion = _tokens(usage, "completion_tokens")
@@ -74,9 +75,9 @@ def chat_cost(usage: Any, model: str) -> float:
     return cost / MILLION
 
 
-def transcription_cost(usage: Any, model: str, audio_s: float) -> float:
+def transcription_cost(usage: Any, model: str, audio_s: float, prices: Prices = PRICES) -> float:
     """One transcription: by tokens when the API reports them, else by the minutes of audio sent."""
-    rates = _price(model)
+    rates = _price(model, prices)
     if _get(usage, "type") == "tokens" or _get(usage, "input_tokens") is not None:
         audio_in = _tokens(usage, "input_token_details", "audio_tokens") or _tokens(usage, "input_tokens")
         text_in = _tokens(usage, "input_token_details", "text_tokens")
@@ -86,7 +87,7 @@ def transcription_cost(usage: Any, model: str, audio_s: float) -> float:
     return seconds / 60 * rates.get("audio_minute", 0.0)
 
 
-def speech_cost(characters: int, audio_s: float, model: str) -> float:
+def speech_cost(characters: int, audio_s: float, model: str, prices: Prices = PRICES) -> float:
     """One synthesised sentence: its text (about four characters a token) and the minutes of audio returned."""
-    rates = _price(model)
+    rates = _price(model, prices)
     return characters / 4 * rates.get("text_in", 0.0) / MILLION + audio_s / 60 * rates.get("audio_minute", 0.0)

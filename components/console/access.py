@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import os
 import secrets
 import threading
 import time
@@ -30,17 +29,12 @@ from typing import Any
 
 from gradio.utils import get_space
 
+from components.settings import Settings
 from components.web.visitor import signed_in_user
 
 SESSION_S = 12 * 3600
 MAX_WAIT_S = 60.0
 _FEED_LABEL = b"reservation-voicebot /outputs"
-
-
-def _env_users() -> frozenset[str]:
-    users = {name.strip().lower() for name in os.environ.get("OWNER_USERS", "").split(",") if name.strip()}
-    author = os.environ.get("SPACE_AUTHOR_NAME", "").strip().lower()
-    return frozenset(users | ({author} if author else set()))
 
 
 @dataclass
@@ -57,14 +51,13 @@ class OwnerAccess:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
-    def from_env(cls) -> OwnerAccess:
-        oauth_secret = os.environ.get("OAUTH_CLIENT_SECRET", "").strip() or None
+    def from_settings(cls, settings: Settings) -> OwnerAccess:
         return cls(
-            password=os.environ.get("OWNER_PASSWORD") or None,
-            users=_env_users(),
+            password=settings.secret("owner_password"),
+            users=settings.owners,
             # Gradio attaches the Hub's real OAuth only on a Space (its own test); elsewhere it would mock it
-            oauth=bool(os.environ.get("OAUTH_CLIENT_ID", "").strip()) and get_space() is not None,
-            oauth_secret=oauth_secret,
+            oauth=bool(settings.oauth_client_id) and get_space() is not None,
+            oauth_secret=(settings.secret("oauth_client_secret") or "").strip() or None,
         )
 
     @property

@@ -20,14 +20,15 @@ from typing import Any
 
 import gradio as gr
 
+from components.call.state import CallView
 from components.console.access import OwnerAccess
 from components.console.views import audit_frame, bookings_csv, bookings_frame, callbacks_frame, load_frame
+from components.restaurant.book import BookingRefused, StoreUnavailable
 from components.restaurant.calendar import bookings_calendar
 from components.restaurant.config import RestaurantConfig
 from components.restaurant.fields import Reservation, normalize_field
 from components.restaurant.problems import Code, FieldError, Problem
-from components.store.database import StoreUnavailable
-from components.store.reservations import BookingRefused, ReservationStore
+from components.store.reservations import ReservationStore
 from components.web.render import chat_messages
 from components.web.visitor import client_address
 
@@ -61,10 +62,13 @@ def _problems(problems: list[Problem]) -> str:
 class Console:
     """The console's components and events (built inside the app's `gr.Blocks`)."""
 
-    def __init__(self, config: RestaurantConfig, store: ReservationStore, access: OwnerAccess) -> None:
+    def __init__(
+        self, config: RestaurantConfig, store: ReservationStore, access: OwnerAccess, *, behind_proxy: bool
+    ) -> None:
         self.config = config
         self.store = store
         self.access = access
+        self.behind_proxy = behind_proxy  # on a Space: the client's address is the proxy's first hop
         self._exports = Path(tempfile.mkdtemp(prefix="voicebot-console-"))
 
     def today(self) -> str:
@@ -174,7 +178,7 @@ class Console:
     async def sign_in(
         self, attempt: str, day: str, status: str, search: str, show_phone: bool, request: gr.Request
     ) -> tuple:
-        token = await self.access.sign_in(attempt, client_address(request))
+        token = await self.access.sign_in(attempt, client_address(request, self.behind_proxy))
         if token is None:
             return (None, WRONG, "", *self._signed_out())
         return (token, "", "", *self._shown("password", day, status, search, show_phone))
@@ -209,7 +213,7 @@ class Console:
             row["requests"] or "",
             row["phone"] or "",
         ]
-        return (booking_id, *values, False, "", chat_messages(view) if view else [])
+        return (booking_id, *values, False, "", chat_messages(CallView.model_validate(view)) if view else [])
 
     def change(self, token, day, status, search, show_phone, booking_id, *form_and_override, request: gr.Request):
         owner = self.access.owner(token, request)

@@ -15,7 +15,6 @@ This module holds the line's side of it:
 from __future__ import annotations
 
 import logging
-import os
 import re
 import threading
 from collections import OrderedDict
@@ -30,7 +29,7 @@ from twilio.twiml.voice_response import Connect, VoiceResponse
 from components.phone.media import PhoneCall, TwilioSocket
 from components.restaurant.config import RestaurantConfig
 from components.restaurant.lookup import Caller
-from components.settings import AgentSettings
+from components.settings import AgentSettings, LineSettings
 from components.web.address import public_base
 
 if TYPE_CHECKING:
@@ -81,39 +80,27 @@ def valid_sid(value: Any) -> bool:
     return isinstance(value, str) and bool(SID.match(value))
 
 
-def has_openai_key() -> bool:
-    return bool(os.environ.get("OPENAI_API_KEY", "").strip())
-
-
-def twilio_auth_token() -> str | None:
-    """The token that signs this account's webhooks, unless the owner turned checking off."""
-    token = os.environ.get("TWILIO_AUTH_TOKEN", "").strip()
-    if not token or os.environ.get("TWILIO_VALIDATE_SIGNATURE", "").strip().lower() in ("0", "false", "no"):
-        return None
-    return token
-
-
 def route_prefix(request: Request, route: str) -> str:
     """Where our routes are mounted (fastrtc's `Stream.mount(app, path)`), from the request's own path."""
     prefix = request.scope.get("root_path", "") + request.scope["path"].removesuffix(route)
     return prefix if PREFIX.match(prefix) else ""
 
 
-def say(response: VoiceResponse, key: str, language: str, **values: str) -> None:
-    """Add one `<Say>` in the restaurant's language (the twilio library escapes the text for XML)."""
-    locale, voice = SAY_VOICES[language]
-    voice = os.environ.get("TWILIO_SAY_VOICE", "").strip() or voice
-    response.say(PHONE_TEXTS[language][key].format(**values), language=locale, voice=voice)
+def say(response: VoiceResponse, key: str, language: str, voice: str | None = None, **values: str) -> None:
+    """Add one `<Say>` in the restaurant's language (the twilio library escapes the text for XML); `voice`
+    (`TWILIO_SAY_VOICE`) replaces the default voice for that language."""
+    locale, default_voice = SAY_VOICES[language]
+    response.say(PHONE_TEXTS[language][key].format(**values), language=locale, voice=voice or default_voice)
 
 
 def twiml(response: VoiceResponse) -> Response:
     return Response(content=str(response), media_type="application/xml")
 
 
-def refusal_twiml(key: str, language: str) -> Response:
+def refusal_twiml(key: str, language: str, voice: str | None = None) -> Response:
     """A polite message, then hang up."""
     response = VoiceResponse()
-    say(response, key, language)
+    say(response, key, language, voice)
     response.hangup()
     return twiml(response)
 
@@ -130,7 +117,7 @@ class PhoneLine:
         feed: Feed,
         limiter: Limiter,
         connections: dict[str, list[Any]],
-        verify_twilio: bool = True,
+        line: LineSettings,
     ) -> None:
         self.handler = handler
         self.config = config
@@ -138,7 +125,7 @@ class PhoneLine:
         self.feed = feed
         self.limiter = limiter
         self.connections = connections  # fastrtc's Stream.connections: phone calls are registered there too
-        self.verify_twilio = verify_twilio
+        self.line = line
         self.calls: dict[str, PhoneCall] = {}
         self._endings: OrderedDict[str, str] = OrderedDict()  # CallSid -> why its media stream ended
         self._callers: OrderedDict[str, Caller] = OrderedDict()  # slot token -> who the webhook said is calling
@@ -150,7 +137,14 @@ class PhoneLine:
 
     @property
     def auth_token(self) -> str | None:
-        return twilio_auth_token() if self.verify_twilio else None
+        return self.line.signing_token
+
+    @property
+    def has_key(self) -> bool:
+        return bool(self.settings.api_key)
+
+    def refusal(self, key: str) -> Response:
+        return refusal_twiml(key, self.language, self.line.say_voice)
 
     # ---- webhooks ----------------------------------------------------------------------------------
 
@@ -162,7 +156,7 @@ class PhoneLine:
         if token is None:
             return fields
         query = request.scope.get("query_string", b"").decode("latin-1")
-        url = public_base(request) + request.scope["path"] + (f"?{query}" if query else "")
+        url = public_base(request, self.line.public_url) + request.scope["path"] + (f"?{query}" if query else "")
         signature = request.headers.get("x-twilio-signature", "")
         algorithm = get_signature_algorithm(request.headers.get(SIGNATURE_SETTINGS_HEADER))
         if signature and RequestValidator(token).validate(url, fields, signature, algorithm):
@@ -180,18 +174,18 @@ class PhoneLine:
         if fields is None:
             return Response("Invalid Twilio signature", status_code=403, media_type="text/plain")
         call_sid = fields.get("CallSid") if valid_sid(fields.get("CallSid")) else None
-        if not has_openai_key():
+        if not self.has_key:
             log.warning("A phone call came in but OPENAI_API_KEY is not set: the caller hears that the line is off.")
-            return refusal_twiml("not_configured", self.language)
+            return self.refusal("not_configured")
         token = self.limiter.reserve(call_sid)
         if token is None:
             log.info("A phone call came in while all %d lines were busy.", self.settings.max_concurrent_calls)
-            return refusal_twiml("busy", self.language)
-        base = public_base(request)
+            return self.refusal("busy")
+        base = public_base(request, self.line.public_url)
         prefix = route_prefix(request, "/telephone/incoming")
         ws_base = base.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
         response = VoiceResponse()
-        say(response, "connecting", self.language, name=self.config.name(self.language))
+        say(response, "connecting", self.language, self.line.say_voice, name=self.config.name(self.language))
         connect = Connect(action=f"{base}{prefix}/telephone/ended", method="POST")
         stream = connect.stream(url=f"{ws_base}{prefix}/telephone/handler")
         stream.parameter(name="token", value=token)
@@ -208,7 +202,7 @@ class PhoneLine:
         with self._lock:
             ending = self._endings.pop(call_sid, None) if valid_sid(call_sid) else None
         if ending in ("busy", "not_configured", "trouble"):
-            return refusal_twiml(ending, self.language)
+            return self.refusal(ending)
         response = VoiceResponse()
         response.hangup()
         return twiml(response)
@@ -261,7 +255,7 @@ class PhoneLine:
         if not held and self.auth_token is not None:
             log.warning("Refused a media stream without a valid token from /telephone/incoming.")
             return "unauthorized"
-        if not has_openai_key():
+        if not self.has_key:
             return "not_configured"
         if not held and self.limiter.full():
             return "busy"

@@ -3,9 +3,9 @@
 Everything restaurant-specific (name, hours, closed days, party limits, tables)
 lives in ``assets/restaurant.toml``; the rules, the tools and the prompt read it
 from the :class:`RestaurantConfig` built here, so there is never a second copy
-of a rule to keep in sync. Loading is strict: a missing, mistyped or unknown
-setting raises ``ValueError`` naming the key, because a silently ignored typo in
-opening hours would turn into wrong bookings.
+of a rule to keep in sync. Loading is strict (pydantic models of the file): a
+missing, mistyped or unknown setting raises ``ValueError`` naming the key,
+because a silently ignored typo in opening hours would turn into wrong bookings.
 """
 
 from __future__ import annotations
@@ -17,15 +17,26 @@ import tomllib
 from dataclasses import dataclass, field
 from datetime import date, time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+from components.settings import PROJECT_ROOT  # noqa: E402 (after the third-party imports above)
+
 DEFAULT_CONFIG_PATH = PROJECT_ROOT / "assets" / "restaurant.toml"
-CONFIG_ENV_VAR = "RESTAURANT_CONFIG"
-
 LANGUAGES = ("ja", "en")
 # What callers ask about besides bookings: the owner fills these in (`[facts]`), the agent answers from them only.
 FACT_TOPICS = ("menu", "allergies", "access", "parking", "payment", "children", "cancellation")
@@ -120,195 +131,212 @@ class RestaurantConfig:
 
 
 def load_config(path: str | os.PathLike | None = None) -> RestaurantConfig:
-    """Read and validate the restaurant config.
-
-    ``path`` wins; otherwise ``$RESTAURANT_CONFIG``; otherwise ``assets/restaurant.toml``
-    next to this package (not the working directory, which differs between the
-    Space, the tests and a developer's shell).
-    """
-    source = Path(path or os.environ.get(CONFIG_ENV_VAR) or DEFAULT_CONFIG_PATH)
+    """Read and validate the restaurant config: ``path`` (`RESTAURANT_CONFIG`, read by the settings), else
+    ``assets/restaurant.toml`` next to this package (not the working directory, which differs between the Space,
+    the tests and a developer's shell)."""
+    source = Path(path or DEFAULT_CONFIG_PATH)
     try:
         with source.open("rb") as handle:
             data = tomllib.load(handle)
     except tomllib.TOMLDecodeError as error:
         raise ValueError(f"{source}: not valid TOML: {error}") from error
     try:
-        return _parse(_Table(data, ""))
-    except ValueError as error:
-        raise ValueError(f"{source}: {error}") from error
+        return _File.model_validate(data).config()
+    except ValidationError as invalid:
+        message = _explain(invalid.errors()[0], data)
+    except ValueError as inconsistent:  # settings that disagree with each other
+        message = str(inconsistent)
+    raise ValueError(f"{source}: {message}") from None
 
 
-class _Table:
-    """A TOML table that remembers its dotted key path and which keys were read, to name bad or unknown keys."""
-
-    def __init__(self, data: Any, where: str) -> None:
-        if not isinstance(data, dict):
-            raise ValueError(f"{where or 'the file'} must be a table")
-        self.data = data
-        self.where = where
-        self.unread = set(data)
-
-    def key(self, name: str) -> str:
-        return f"{self.where}.{name}" if self.where else name
-
-    def raw(self, name: str, default: Any = ...) -> Any:
-        self.unread.discard(name)
-        if name in self.data:
-            return self.data[name]
-        if default is ...:
-            typo = difflib.get_close_matches(name, list(self.data), n=1)
-            hint = f" (is {self.key(typo[0])} a typo?)" if typo else ""
-            raise ValueError(f"missing setting {self.key(name)}{hint}")
-        return default
-
-    def table(self, name: str) -> _Table:
-        return _Table(self.raw(name), self.key(name))
-
-    def text(self, name: str, default: Any = ..., *, required: bool = False) -> str:
-        value = self.raw(name, default)
-        if not isinstance(value, str) or (required and not value.strip()):
-            raise ValueError(f"{self.key(name)} must be {'a non-empty' if required else 'a'} string")
-        return value.strip()
-
-    def localized(self, name: str, *, required: bool = False) -> Localized:
-        default = ... if required else ""
-        table = _Table(self.raw(name, default if required else {}), self.key(name))
-        result = Localized(table.text("ja", default, required=required), table.text("en", default, required=required))
-        table.done()
-        return result
-
-    def integer(self, name: str, minimum: int) -> int:
-        value = self.raw(name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ValueError(f"{self.key(name)} must be a whole number of at least {minimum} (got {value!r})")
-        return value
-
-    def clock(self, name: str) -> time:
-        value = self.raw(name)
-        match = _TIME.fullmatch(value) if isinstance(value, str) else None
-        if not match or int(match[1]) > 23 or int(match[2]) > 59:
-            raise ValueError(f'{self.key(name)} must be a 24-hour time "HH:MM" (got {value!r})')
-        return time(int(match[1]), int(match[2]))
-
-    def done(self) -> None:
-        if self.unread:
-            raise ValueError(f"unknown setting {self.key(sorted(self.unread)[0])}")
+# ---- the file, as pydantic models (strict: a string is not a number, and unknown keys are refused) --------------
 
 
-def _parse(root: _Table) -> RestaurantConfig:
-    restaurant = root.table("restaurant")
-    hours = root.table("hours")
-    booking = root.table("booking")
-    config = RestaurantConfig(
-        display_name=restaurant.localized("name", required=True),
-        description=restaurant.localized("description"),
-        address=restaurant.localized("address"),
-        phone=restaurant.text("phone", ""),
-        timezone=_timezone(restaurant),
-        default_language=_language(restaurant),
-        booking_id_prefix=_prefix(restaurant),
-        weekday_hours=_hours(hours, "weekday"),
-        weekend_hours=_hours(hours, "weekend"),
-        public_holidays=_holiday_country(hours),
-        last_seating_minutes=hours.integer("last_seating_minutes", 0),
-        closed_weekdays=_weekdays(hours),
-        closed_periods=_closed_periods(root),
-        min_party_size=booking.integer("min_party_size", 1),
-        max_party_size=booking.integer("max_party_size", 1),
-        table_minutes=booking.integer("table_minutes", 1),
-        tables=booking.integer("tables", 1),
-        max_days_ahead=booking.integer("max_days_ahead", 0),
-        step_minutes=booking.integer("step_minutes", 1),
-        facts=_facts(root),
-    )
-    for table in (restaurant, hours, booking, root):
-        table.done()
-    _check_consistency(config)
-    return config
+def _clock(value: Any) -> Any:
+    match = _TIME.fullmatch(value) if isinstance(value, str) else None
+    if not match or int(match[1]) > 23 or int(match[2]) > 59:
+        raise ValueError(f'must be a 24-hour time "HH:MM" (got {value!r})')
+    return time(int(match[1]), int(match[2]))
 
 
-def _facts(root: _Table) -> dict[str, Localized]:
-    """The `[facts]` section; a topic left out or empty means "ask the staff"."""
-    table = _Table(root.raw("facts", {}), "facts")
-    facts = {topic: table.localized(topic) for topic in FACT_TOPICS}
-    table.done()
-    return facts
-
-
-def _timezone(table: _Table) -> str:
-    name = table.text("timezone", required=True)
+def _zone(value: str) -> str:
     try:
-        ZoneInfo(name)
+        ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError) as error:
-        raise ValueError(f"{table.key('timezone')}: unknown time zone {name!r}") from error
-    return name
-
-
-def _language(table: _Table) -> str:
-    value = table.text("default_language", required=True)
-    if value not in LANGUAGES:
-        raise ValueError(f"{table.key('default_language')} must be one of {', '.join(LANGUAGES)} (got {value!r})")
+        raise ValueError(f"unknown time zone {value!r}") from error
     return value
 
 
-def _prefix(table: _Table) -> str:
-    value = table.text("booking_id_prefix", required=True)
-    if not _PREFIX.fullmatch(value):
-        raise ValueError(f"{table.key('booking_id_prefix')} must be 1-6 capital letters or digits (got {value!r})")
-    return value
-
-
-def _hours(hours: _Table, name: str) -> OpeningHours:
-    table = hours.table(name)
-    result = OpeningHours(table.clock("open"), table.clock("close"))
-    table.done()
-    if result.close <= result.open:
-        raise ValueError(f"{table.key('close')} must be later than {table.key('open')}")
-    return result
-
-
-def _holiday_country(table: _Table) -> str:
-    value = table.text("public_holidays", "")
+def _holiday_country(value: str) -> str:
     if value and value not in holidays.list_supported_countries():
-        raise ValueError(f"{table.key('public_holidays')}: the holidays package has no country {value!r}")
+        raise ValueError(f"the holidays package has no country {value!r}")
     return value
 
 
-def _weekdays(table: _Table) -> tuple[int, ...]:
-    value = table.raw("closed_weekdays", [])
-    names = [str(item).strip().lower() for item in value] if isinstance(value, list) else [None]
-    if not all(name in WEEKDAY_NAMES for name in names):
-        raise ValueError(f'{table.key("closed_weekdays")} must be a list of day names like "monday" (got {value!r})')
-    return tuple(sorted({WEEKDAY_NAMES.index(name) for name in names}))
+def _weekday(value: Any) -> Any:
+    name = value.strip().lower() if isinstance(value, str) else None
+    if name not in WEEKDAY_NAMES:
+        raise ValueError(f'must be a list of day names like "monday" (got {value!r})')
+    return WEEKDAY_NAMES.index(name)
 
 
-def _closed_periods(root: _Table) -> tuple[ClosedPeriod, ...]:
-    blocks = root.raw("closed", [])
-    if not isinstance(blocks, list):
-        raise ValueError("closed must be a list of [[closed]] blocks")
-    return tuple(_closed_period(_Table(block, f"closed[{index}]")) for index, block in enumerate(blocks))
-
-
-def _closed_period(table: _Table) -> ClosedPeriod:
-    start, end = _closed_day(table, "from"), _closed_day(table, "to")
-    period = ClosedPeriod(start, end, table.localized("reason", required=True))
-    table.done()
-    if type(start) is not type(end):
-        raise ValueError(f"{table.key('from')} and {table.key('to')} must both be MM-DD or both be YYYY-MM-DD")
-    if not period.recurring and start > end:
-        raise ValueError(f"{table.key('to')} must not be before {table.key('from')}")
-    return period
-
-
-def _closed_day(table: _Table, name: str) -> MonthDay | date:
-    value = table.text(name, required=True)
+def _closed_day(value: Any) -> Any:
     try:
-        if match := _MONTH_DAY.fullmatch(value):
+        if isinstance(value, str) and (match := _MONTH_DAY.fullmatch(value)):
             date(2000, int(match[1]), int(match[2]))  # a leap year, so "02-29" is accepted
             return int(match[1]), int(match[2])
-        return date.fromisoformat(value)
-    except ValueError as error:
-        raise ValueError(f'{table.key(name)} must be "MM-DD" or "YYYY-MM-DD" (got {value!r})') from error
+        if isinstance(value, str):
+            return date.fromisoformat(value)
+    except ValueError:
+        pass
+    raise ValueError(f'must be "MM-DD" or "YYYY-MM-DD" (got {value!r})')
+
+
+Clock = Annotated[time, BeforeValidator(_clock)]
+Text = Annotated[str, AfterValidator(str.strip)]
+Required = Annotated[str, AfterValidator(str.strip), Field(min_length=1)]
+Count = Annotated[int, Field(ge=1)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class _Text(_Model):
+    ja: Text = ""
+    en: Text = ""
+
+    def localized(self) -> Localized:
+        return Localized(self.ja, self.en)
+
+
+class _RequiredText(_Text):
+    ja: Required
+    en: Required
+
+
+class _Hours(_Model):
+    open: Clock
+    close: Clock
+
+    @field_validator("close")
+    @classmethod
+    def _later(cls, close: time, info: ValidationInfo) -> time:
+        if "open" in info.data and close <= info.data["open"]:
+            raise ValueError("must be later than open")
+        return close
+
+
+class _Restaurant(_Model):
+    name: _RequiredText
+    description: _Text = _Text()
+    address: _Text = _Text()
+    phone: Text = ""
+    timezone: Annotated[Required, AfterValidator(_zone)]
+    default_language: Literal[*LANGUAGES]
+    booking_id_prefix: Annotated[str, Field(pattern=_PREFIX.pattern)]
+
+
+class _HoursSection(_Model):
+    weekday: _Hours
+    weekend: _Hours
+    public_holidays: Annotated[Text, AfterValidator(_holiday_country)] = ""
+    last_seating_minutes: Annotated[int, Field(ge=0)]
+    closed_weekdays: list[Annotated[int, BeforeValidator(_weekday)]] = []
+
+
+class _Closed(_Model):
+    start: Annotated[tuple[int, int] | date, BeforeValidator(_closed_day)] = Field(alias="from")
+    end: Annotated[tuple[int, int] | date, BeforeValidator(_closed_day)] = Field(alias="to")
+    reason: _RequiredText
+
+    @model_validator(mode="after")
+    def _ordered(self) -> _Closed:
+        if type(self.start) is not type(self.end):
+            raise ValueError(".from must have the same form as its to: both MM-DD, or both YYYY-MM-DD")
+        if isinstance(self.start, date) and self.start > self.end:
+            raise ValueError(".to must not be before its from")
+        return self
+
+
+class _Booking(_Model):
+    min_party_size: Count
+    max_party_size: Count
+    table_minutes: Count
+    tables: Count
+    max_days_ahead: Annotated[int, Field(ge=0)]
+    step_minutes: Count
+
+
+_Facts = create_model("_Facts", __base__=_Model, **{topic: (_Text, _Text()) for topic in FACT_TOPICS})
+
+
+class _File(_Model):
+    restaurant: _Restaurant
+    hours: _HoursSection
+    closed: list[_Closed] = []
+    booking: _Booking
+    facts: _Facts = _Facts()  # type: ignore[valid-type]
+
+    def config(self) -> RestaurantConfig:
+        restaurant, hours, booking = self.restaurant, self.hours, self.booking
+        config = RestaurantConfig(
+            display_name=restaurant.name.localized(),
+            description=restaurant.description.localized(),
+            address=restaurant.address.localized(),
+            phone=restaurant.phone,
+            timezone=restaurant.timezone,
+            default_language=restaurant.default_language,
+            booking_id_prefix=restaurant.booking_id_prefix,
+            weekday_hours=OpeningHours(hours.weekday.open, hours.weekday.close),
+            weekend_hours=OpeningHours(hours.weekend.open, hours.weekend.close),
+            public_holidays=hours.public_holidays,
+            last_seating_minutes=hours.last_seating_minutes,
+            closed_weekdays=tuple(sorted(set(hours.closed_weekdays))),
+            closed_periods=tuple(ClosedPeriod(c.start, c.end, c.reason.localized()) for c in self.closed),
+            min_party_size=booking.min_party_size,
+            max_party_size=booking.max_party_size,
+            table_minutes=booking.table_minutes,
+            tables=booking.tables,
+            max_days_ahead=booking.max_days_ahead,
+            step_minutes=booking.step_minutes,
+            facts={topic: getattr(self.facts, topic).localized() for topic in FACT_TOPICS},
+        )
+        _check_consistency(config)
+        return config
+
+
+def _explain(error: dict[str, Any], data: Any) -> str:
+    """One problem, naming the setting as the owner writes it (`closed[0].reason.en`)."""
+    location = [str(part) for part in error["loc"]]
+    key = "".join(f"[{part}]" if part.isdigit() else f".{part}" for part in location).lstrip(".")
+    key = re.sub(r"\.(start|end)\b", lambda match: ".from" if match[1] == "start" else ".to", key)
+    if error["type"] == "missing":
+        table = _lookup(data, location[:-1])
+        typo = difflib.get_close_matches(location[-1], list(table), n=1) if isinstance(table, dict) else []
+        hint = f" (is {key.rsplit('.', 1)[0] + '.' if '.' in key else ''}{typo[0]} a typo?)" if typo else ""
+        return f"missing setting {key}{hint}"
+    if error["type"] == "extra_forbidden":
+        return f"unknown setting {key}"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] in ("int_type", "greater_than_equal"):
+        minimum = (error.get("ctx") or {}).get("ge", 0 if key.endswith(("minutes", "ahead")) else 1)
+        message = f"must be a whole number of at least {minimum} (got {error.get('input')!r})"
+    if error["type"] == "literal_error":
+        message = f"must be one of {', '.join(LANGUAGES)} (got {error.get('input')!r})"
+    if error["type"] == "string_pattern_mismatch":
+        message = f"must be 1-6 capital letters or digits (got {error.get('input')!r})"
+    if error["type"] in ("string_type", "string_too_short"):
+        message = "must be a non-empty string"
+    if message.startswith("."):  # a check of several keys names them itself, relative to `key`
+        return f"{key}{message}"
+    return f"{key} {message}" if key else message
+
+
+def _lookup(data: Any, path: list[str]) -> Any:
+    for part in path:
+        data = data[int(part)] if part.isdigit() and isinstance(data, list) else (data or {}).get(part)
+    return data
 
 
 def _minutes(moment: time) -> int:

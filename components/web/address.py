@@ -3,7 +3,6 @@ and callbacks, and the page's link-preview image."""
 
 from __future__ import annotations
 
-import os
 import re
 
 from starlette.requests import Request
@@ -12,13 +11,13 @@ HOST = re.compile(r"^(?:[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::\d{1,5}
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 
 
-def public_base(request: Request) -> str:
+def public_base(request: Request, configured: str | None = None) -> str:
     """The address the caller used to reach us, e.g. `https://owner-space.hf.space` (no trailing slash).
 
-    `PUBLIC_URL` wins; otherwise the proxy's `X-Forwarded-Host`/`-Proto` or the `Host` header. Twilio and link
-    previews need HTTPS, so plain HTTP is kept only for a loopback host (local tests).
+    `configured` (`PUBLIC_URL`) wins; otherwise the proxy's `X-Forwarded-Host`/`-Proto` or the `Host` header.
+    Twilio and link previews need HTTPS, so plain HTTP is kept only for a loopback host (local tests).
     """
-    configured = os.environ.get("PUBLIC_URL", "").strip().rstrip("/")
+    configured = (configured or "").strip().rstrip("/")
     if configured.startswith(("https://", "http://")) and HOST.match(configured.split("://", 1)[1]):
         return configured
     host = (request.headers.get("x-forwarded-host") or request.headers.get("host") or "").split(",")[0].strip()

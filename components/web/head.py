@@ -28,8 +28,9 @@ _HEAD = re.compile(rb"<head[^>]*>", re.IGNORECASE)
 class PageHead:
     """ASGI middleware: our `<head>` markup in the page, Gradio's preview tags out, the preview image served."""
 
-    def __init__(self, app: ASGIApp, *, config: RestaurantConfig, assets: Path) -> None:
+    def __init__(self, app: ASGIApp, *, config: RestaurantConfig, assets: Path, public_url: str | None) -> None:
         self.app = app
+        self.public_url = public_url
         self.template = (assets / "head.html").read_text(encoding="utf-8")
         self.image = (assets / "og-image.png").read_bytes()
         self.names = {"{name_ja}": escape(config.name("ja")), "{name_en}": escape(config.name("en"))}
@@ -47,7 +48,7 @@ class PageHead:
             await self.app(scope, receive, send)
 
     def _head(self, request: Request) -> bytes:
-        markup = self.template.replace("{origin}", escape(public_base(request)))
+        markup = self.template.replace("{origin}", escape(public_base(request, self.public_url)))
         for placeholder, value in self.names.items():
             markup = markup.replace(placeholder, value)
         return markup.encode("utf-8")

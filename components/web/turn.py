@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastrtc import get_cloudflare_turn_credentials_async, get_twilio_turn_credentials
+
+from components.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -31,35 +32,36 @@ class TurnUnavailable(RuntimeError):
     """TURN credentials could not be fetched; the message is safe to show (it names no secret)."""
 
 
-def turn_provider() -> str | None:
+def turn_provider(settings: Settings) -> str | None:
     """Which TURN source this deployment uses: "twilio", "hf", or None (local, or a Space without secrets)."""
-    if not os.environ.get("SPACE_ID"):
+    if not settings.on_space:
         return None
-    if os.environ.get("TWILIO_ACCOUNT_SID") and os.environ.get("TWILIO_AUTH_TOKEN"):
+    if settings.twilio_account_sid and settings.twilio_auth_token:
         return "twilio"
-    if os.environ.get("HF_TOKEN"):
+    if settings.hf_token:
         return "hf"
     return None
 
 
-def missing_turn_warning() -> str | None:
+def missing_turn_warning(settings: Settings) -> str | None:
     """The notice to show on a Space that has no TURN secrets; None where none is needed."""
-    if os.environ.get("SPACE_ID") and turn_provider() is None:
+    if settings.on_space and turn_provider(settings) is None:
         return NO_TURN_WARNING
     return None
 
 
-def rtc_configuration() -> RtcConfiguration | None:
+def rtc_configuration(settings: Settings) -> RtcConfiguration | None:
     """The WebRTC `rtc_configuration` for this deployment: a per-connection fetcher, or None for none."""
-    provider = turn_provider()
+    provider = turn_provider(settings)
     if provider is None:
         return None
 
     async def fetch() -> dict[str, Any]:
         try:
             if provider == "twilio":
-                return await asyncio.to_thread(get_twilio_turn_credentials)
-            return await get_cloudflare_turn_credentials_async(hf_token=os.environ["HF_TOKEN"])
+                sid, token = settings.twilio_account_sid, settings.secret("twilio_auth_token")
+                return await asyncio.to_thread(get_twilio_turn_credentials, sid, token)
+            return await get_cloudflare_turn_credentials_async(hf_token=settings.secret("hf_token"))
         except Exception as failure:  # the provider's message may echo request details: keep only its type
             log.warning("TURN credentials from %s failed: %s", provider, type(failure).__name__)
             raise TurnUnavailable(

@@ -8,9 +8,9 @@ behind one office or mobile network, and changes when a phone moves; a signed-in
 from __future__ import annotations
 
 import hmac
-import os
 from typing import Any
 
+from components.call.options import Visitor
 from components.settings import DemoLimits
 
 
@@ -27,23 +27,23 @@ def signed_in_user(request: Any) -> str | None:
     return username if isinstance(username, str) else None
 
 
-def client_address(request: Any) -> str:
+def client_address(request: Any, behind_proxy: bool) -> str:
     """The visitor's address: behind a Space's proxy, the first hop of `X-Forwarded-For` (the socket is the
     proxy's); elsewhere, the socket's, since anyone can send that header."""
     headers = getattr(request, "headers", None) or {}
-    forwarded = headers.get("x-forwarded-for", "") if os.environ.get("SPACE_ID") else ""
+    forwarded = headers.get("x-forwarded-for", "") if behind_proxy else ""
     if forwarded.split(",")[0].strip():
         return forwarded.split(",")[0].strip()
     client = getattr(request, "client", None)
     return getattr(client, "host", None) or "unknown"
 
 
-def page_visitor(request: Any, limits: DemoLimits, code: str | None = None) -> dict[str, Any]:
-    """The visitor a call will be counted as: `{"id": "hf:<user>" or "ip:<address>", "code_ok": …}`. `code` is
-    the access code they came with (default: the page's `?code=`)."""
+def page_visitor(request: Any, limits: DemoLimits, behind_proxy: bool, code: str | None = None) -> Visitor:
+    """The visitor a call will be counted as: `hf:<user>` or `ip:<address>`, and whether they came with the access
+    code. `code` is the one they came with (default: the page's `?code=`)."""
     if code is None:
         code = str((getattr(request, "query_params", None) or {}).get("code", ""))
     expected = limits.access_code
     code_ok = expected is None or hmac.compare_digest(code.encode(), expected.encode())
     user = signed_in_user(request)
-    return {"id": f"hf:{user}" if user else f"ip:{client_address(request)}", "code_ok": code_ok}
+    return Visitor(id=f"hf:{user}" if user else f"ip:{client_address(request, behind_proxy)}", code_ok=code_ok)
