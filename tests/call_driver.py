@@ -100,7 +100,7 @@ class CallDriver:
         while self.closed is None:
             out = await self._emit()
             if isinstance(out, AdditionalOutputs):
-                self.views.append(out.args[0])
+                self.views.append(out.args[0].model_dump(mode="json"))  # what the page and the feed get
             elif isinstance(out, CloseStream):
                 self.closed = out.msg
             elif out is not None:

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
+from components.call.options import CallRequest
 from components.engines.pipeline.handler import PipelineHandler
-from components.engines.pipeline.settings import PipelineSettings
 from components.engines.realtime import RealtimeHandler
 from components.restaurant.config import RestaurantConfig
 from components.restaurant.lookup import Caller
@@ -77,17 +77,16 @@ def run_call(
     env.setenv("OPENAI_BASE_URL", server.base_url)
     env.setenv("HF_HUB_OFFLINE", "1")
     env.delenv("OPENAI_API_KEY", raising=False)
-    settings = AgentSettings(response_timeout_s=5)
+    settings = AgentSettings(response_timeout_s=5, api_key=KEY if caller is not None else None)  # the owner's key
     if engine == "realtime":
         handler: Any = RealtimeHandler(config, store, settings).copy()
     else:
-        handler = PipelineHandler(config, store, settings, PipelineSettings()).copy()
+        handler = PipelineHandler(config, store, settings).copy()
     if caller is not None:
         handler.phone_mode = True
         handler.call.caller = caller
-        env.setenv("OPENAI_API_KEY", KEY)
     else:
-        handler.set_args(["webrtc-id", language, "cedar", KEY])
+        handler.set_args(["webrtc-id", *CallRequest(language, "cedar", KEY).inputs()])  # the page's inputs
     driver = CallDriver(handler) if engine == "realtime" else PauseCallDriver(handler, phone_line=caller is not None)
     if echo_db is not None:
         driver.echo = Echo(echo_db, handler.input_sample_rate)

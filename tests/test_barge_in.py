@@ -10,9 +10,11 @@ import asyncio
 import numpy as np
 import pytest
 
-from components.call.barge_in import BargeIn, BargeInSettings, level_dbfs
+from components.call.barge_in import BargeIn, level_dbfs
 from components.call.echo import EchoCheck
 from components.engines.playout import Playout
+from components.settings import BargeInSettings, Settings
+from tests.virtual_clock import VirtualClock
 
 RATE = 24_000
 FRAME = RATE // 50  # 20 ms
@@ -49,21 +51,25 @@ class Agent:
 
 
 async def caller(barge: BargeIn, *segments: tuple[int, float]) -> None:
-    """The caller's microphone, in 20 ms frames at real time: (ms, level) segments; a level of None is silence."""
+    """The caller's microphone, in 20 ms frames on the barge-in's (virtual) clock: (ms, level) segments; a level of
+    None is silence."""
     for ms, dbfs in segments:
         audio = tone(ms, dbfs) if dbfs is not None else np.zeros(RATE * ms // 1000, dtype=np.int16)
         for start in range(0, audio.size, FRAME):
             barge.hear(audio[start : start + FRAME], RATE)
-            await asyncio.sleep(FRAME / RATE)
+            await barge.clock.advance(FRAME / RATE)
+
+
+def new_barge_in(agent: Agent, echo_guard: bool = False, settings: BargeInSettings | None = None) -> BargeIn:
+    loop, clock = asyncio.get_running_loop(), VirtualClock()
+    return BargeIn(loop, echo_guard=echo_guard, settings=settings or BargeInSettings(), clock=clock, **agent.hooks())
 
 
 def run(agent: Agent, *segments, echo_guard: bool = False, settings: BargeInSettings | None = None) -> BargeIn:
     async def main() -> BargeIn:
-        barge = BargeIn(
-            asyncio.get_running_loop(), echo_guard=echo_guard, settings=settings or BargeInSettings(), **agent.hooks()
-        )
+        barge = new_barge_in(agent, echo_guard, settings)
         await caller(barge, *segments)
-        await asyncio.sleep(0.05)
+        await barge.clock.advance(0.05)
         return barge
 
     return asyncio.run(main())
@@ -130,11 +136,11 @@ def test_the_engines_own_evidence_confirms_a_pause_at_once() -> None:
     agent = Agent()
 
     async def main() -> None:
-        barge = BargeIn(asyncio.get_running_loop(), echo_guard=False, settings=BargeInSettings(), **agent.hooks())
+        barge = new_barge_in(agent)
         await caller(barge, (60, -22.0))
         assert barge.paused
         assert barge.confirm()
-        await asyncio.sleep(0.6)
+        await barge.clock.advance(0.6)
         assert not barge.paused
 
     asyncio.run(main())
@@ -144,11 +150,11 @@ def test_the_engines_own_evidence_confirms_a_pause_at_once() -> None:
 def test_the_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BARGE_IN_RESUME_MS", "300")
     monkeypatch.setenv("BARGE_IN_ONSET_MS", "60")
-    settings = BargeInSettings.from_env()
+    settings = Settings.load().agent.barge_in
     assert (settings.resume_ms, settings.onset_ms, settings.confirm_ms) == (300, 60, 250)
     monkeypatch.setenv("BARGE_IN_RESUME_MS", "soon")
     with pytest.raises(ValueError, match="BARGE_IN_RESUME_MS"):
-        BargeInSettings.from_env()
+        Settings.load()
     assert level_dbfs(tone(100, -20.0)) == pytest.approx(-20.0, abs=0.1)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import time
 
-from components.call.state import CallState
+from components.call.state import CallState, CallView, TurnView
 from components.web.render import card_html, chat_messages
 
 
@@ -44,12 +44,12 @@ def test_missing_fields_are_marked_and_filled_ones_hold_the_normalised_value() -
 
 def test_problems_in_the_chosen_language_and_the_booking_id_once_confirmed() -> None:
     problem = {"field": "party_size", "code": "party_too_large", "message": "We seat at most 4 guests."}
-    html = card_html({"reservation": snapshot(problems=[problem])}, "AI-SHIFT", "en")
+    html = card_html(CallView(reservation=snapshot(problems=[problem])), "AI-SHIFT", "en")
     assert '<li data-code="party_too_large" data-problem-field="party_size">We seat at most 4 guests.</li>' in html
     assert "Taking details" in html
 
     done = snapshot(status="confirmed", booking_id="AS-7K3Q")
-    html = card_html({"reservation": done}, "AI-SHIFT", "en")
+    html = card_html(CallView(reservation=done), "AI-SHIFT", "en")
     assert '<span class="badge" data-status="confirmed">Confirmed</span>' in html
     assert 'data-booking-id="AS-7K3Q"' in html
 
@@ -57,7 +57,7 @@ def test_problems_in_the_chosen_language_and_the_booking_id_once_confirmed() -> 
 def test_what_callers_say_cannot_inject_markup() -> None:
     evil = '<img src=x onerror="alert(1)">'
     html = card_html(
-        {"reservation": snapshot(reservation={"guest_name": evil, "requests": evil})}, "<b>Bistro</b>", "en"
+        CallView(reservation=snapshot(reservation={"guest_name": evil, "requests": evil})), "<b>Bistro</b>", "en"
     )
     assert "<img" not in html and "<b>Bistro" not in html
     assert "&lt;img" in html
@@ -88,7 +88,7 @@ def test_the_idle_card_invites_a_call_and_a_live_one_shows_time_and_figures() ->
     state.reservation = snapshot()
     state.turns = []
     view = state.view()
-    view["turns"] = [{"latency_ms": 640, "total_tokens": 1200}]
+    view.turns = [TurnView(latency_ms=640, total_tokens=1200)]
     html = card_html(view, "AI-SHIFT", "en")
     assert 'data-deadline="2000000000"' in html
     assert "640 ms" in html and "1,200 tokens" in html
@@ -99,40 +99,40 @@ def test_a_pipeline_turn_shows_each_stage_of_its_response_time() -> None:
     state.reservation = snapshot()
     view = state.view()
     pipeline_turn = {"latency_ms": 900, "transcript_ms": 210, "first_token_ms": 560, "first_audio_ms": 740}
-    view["turns"] = [pipeline_turn]
+    view.turns = [TurnView(**pipeline_turn)]
     html = card_html(view, "AI-SHIFT", "en")
     assert "Response 900 ms" in html
     assert '<span class="stages" data-stages="210,560,740">STT 210 · LLM 350 · TTS 180 ms</span>' in html
     assert "認識 210 · 生成 350 · 合成 180 ms" in card_html(view, "AI-SHIFT", "ja")
 
-    view["turns"] = [{"latency_ms": 640}]  # the Realtime engine: one service, no stages
+    view.turns = [TurnView(latency_ms=640)]  # the Realtime engine: one service, no stages
     assert "stages" not in card_html(view, "AI-SHIFT", "en")
 
 
 def test_a_looked_up_booking_is_marked_as_a_change_and_a_cancelled_one_is_struck_out() -> None:
     found = snapshot(mode="change", changing="AS-7K3Q", status="ready")
-    html = card_html({"reservation": found}, "AI-SHIFT", "en")
+    html = card_html(CallView(reservation=found), "AI-SHIFT", "en")
     assert 'Changing booking <strong data-changing="AS-7K3Q">AS-7K3Q</strong>' in html
 
     saved = snapshot(mode="change", changing="AS-7K3Q", status="confirmed", booking_id="AS-7K3Q")
-    html = card_html({"reservation": saved}, "AI-SHIFT", "ja")
+    html = card_html(CallView(reservation=saved), "AI-SHIFT", "ja")
     assert "data-changing" not in html and '変更を保存しました <strong data-booking-id="AS-7K3Q">' in html
 
     gone = snapshot(mode="change", changing="AS-7K3Q", status="cancelled", booking_id="AS-7K3Q")
-    html = card_html({"reservation": gone}, "AI-SHIFT", "en")
+    html = card_html(CallView(reservation=gone), "AI-SHIFT", "en")
     assert '<span class="badge" data-status="cancelled">Cancelled</span>' in html
     assert 'data-outcome="cancelled">Cancelled booking <strong' in html
 
 
 def test_a_phone_number_shows_masked_only_once_given_and_a_callback_is_promised() -> None:
-    without = card_html({"reservation": snapshot()}, "AI-SHIFT", "en")
+    without = card_html(CallView(reservation=snapshot()), "AI-SHIFT", "en")
     assert 'data-field="phone"' not in without
     given = snapshot(reservation={**snapshot()["reservation"], "phone": "••••••••5678"}, callback_requested=True)
-    html = card_html({"reservation": given}, "AI-SHIFT", "en")
+    html = card_html(CallView(reservation=given), "AI-SHIFT", "en")
     assert field(html, "phone") == ("filled", "••••••••5678")
     assert '<p class="callback" data-callback="requested">The staff will call you back.</p>' in html
 
 
 def test_a_freshly_drawn_card_already_shows_the_time_left() -> None:
-    html = card_html({"reservation": snapshot(), "deadline": time.time() + 125.2}, "AI-SHIFT", "en")
+    html = card_html(CallView(reservation=snapshot(), deadline=time.time() + 125.2), "AI-SHIFT", "en")
     assert re.search(r'data-deadline="\d+">2:0[45]</span>', html), html

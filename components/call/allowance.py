@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
+from components.call.clock import Clock
 from components.call.notices import notice
+from components.call.options import Visitor
+from components.restaurant.book import StoreUnavailable
 from components.restaurant.config import RestaurantConfig
 from components.settings import DemoLimits
-from components.store.database import StoreUnavailable
 from components.store.usage import UsageLedger
 
 log = logging.getLogger(__name__)
@@ -54,10 +54,10 @@ class Allowance:
         tomorrow = dt.datetime.combine(self.day(now) + dt.timedelta(days=1), dt.time(0), tzinfo=self.config.tz)
         return f"{tomorrow:%Y-%m-%d} 0:00 {tomorrow.tzname()}"
 
-    def refusal(self, visitor: dict[str, Any] | None, now: dt.datetime) -> str | None:
+    def refusal(self, visitor: Visitor | None, now: dt.datetime) -> str | None:
         """Why a call on the owner's key would be refused right now (both languages), or None."""
         day, resets = self.day(now), self.resets_at(now)
-        if visitor is not None and not visitor.get("code_ok", True):
+        if visitor is not None and not visitor.code_ok:
             return notice("demo_code", "own_key")
         minutes, budget = self.limits.daily_minutes, self.limits.daily_budget_usd
         used = self.ledger.day(day) if minutes is not None or budget is not None else None
@@ -67,18 +67,18 @@ class Allowance:
             return notice("daily_budget", "own_key", budget=f"{budget:.2f}", resets=resets)
         per_visitor = self.limits.calls_per_visitor
         if visitor is not None and per_visitor is not None:
-            if self.ledger.visitor_calls(day, str(visitor.get("id"))) >= per_visitor:
+            if self.ledger.visitor_calls(day, visitor.id) >= per_visitor:
                 return notice("visitor_calls", "own_key", calls=per_visitor, resets=resets)
         return None
 
-    def admit(self, visitor: dict[str, Any] | None, engine: str, now: dt.datetime) -> Admission:
+    def admit(self, visitor: Visitor | None, engine: str, now: dt.datetime) -> Admission:
         """Check and count one call on the owner's key (atomically across replicas for the visitor's count)."""
         call_id = uuid.uuid4().hex
         refused = self.refusal(visitor, now)
         if refused:
             return Admission(call_id, refused)
         per_visitor = self.limits.calls_per_visitor if visitor is not None else None
-        who = str(visitor.get("id")) if visitor is not None else PHONE
+        who = visitor.id if visitor is not None else PHONE
         counted = self.ledger.admit(
             call_id, day=self.day(now), visitor=who, engine=engine, now=now, per_visitor=per_visitor
         )
@@ -102,15 +102,16 @@ class Allowance:
 class Meter:
     """One call on the owner's key, counted as it goes: how long it has lasted and what it has cost."""
 
-    def __init__(self, allowance: Allowance, call_id: str, seconds: float | None) -> None:
+    def __init__(self, allowance: Allowance, call_id: str, seconds: float | None, clock: Clock) -> None:
         self.allowance = allowance
         self.call_id = call_id
         self.seconds = seconds  # of the day's minutes left when the call started (None: no such limit)
-        self._started = time.monotonic()
+        self.clock = clock
+        self._started = clock.now()
 
     @classmethod
     def start(
-        cls, allowance: Allowance, visitor: dict[str, Any] | None, engine: str
+        cls, allowance: Allowance, visitor: Visitor | None, engine: str, clock: Clock
     ) -> tuple[Meter | None, str | None]:
         """Admit a call: its meter, or why it may not use the owner's key. A database that is down refuses the
         call only if there are limits to enforce (it could not count them); otherwise the call goes uncounted."""
@@ -121,19 +122,21 @@ class Meter:
             return None, (notice("allowance_unavailable", "own_key") if allowance.limits.active else None)
         if admission.refusal:
             return None, admission.refusal
-        return cls(allowance, admission.call_id, admission.seconds), None
+        return cls(allowance, admission.call_id, admission.seconds, clock), None
 
     def over_budget(self, cost_usd: float) -> bool:
         """Record the call so far, then say whether the day's dollar budget is gone."""
         try:
-            self.allowance.ledger.record(self.call_id, seconds=time.monotonic() - self._started, cost_usd=cost_usd)
+            self.allowance.ledger.record(self.call_id, seconds=self.clock.now() - self._started, cost_usd=cost_usd)
             return self.allowance.over_budget(dt.datetime.now(dt.UTC))
         except StoreUnavailable as unavailable:
             log.warning("a call could not be counted: %s", unavailable)
             return False
 
-    def finish(self, cost_usd: float) -> None:
+    def finish(self, cost_usd: float, reason: str) -> None:
+        """The call is over: its length, its cost and why it ended."""
         try:
-            self.allowance.ledger.record(self.call_id, seconds=time.monotonic() - self._started, cost_usd=cost_usd)
+            seconds = self.clock.now() - self._started
+            self.allowance.ledger.record(self.call_id, seconds=seconds, cost_usd=cost_usd, close_reason=reason)
         except StoreUnavailable as unavailable:
             log.warning("a call could not be counted: %s", unavailable)

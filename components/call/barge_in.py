@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
+
+from components.call.clock import Clock, LoopClock, Timer
+from components.settings import BargeInSettings
 
 SILENT_DBFS = -120.0
 
@@ -40,40 +41,6 @@ def level_dbfs(pcm: np.ndarray) -> float:
         return SILENT_DBFS
     rms = float(np.sqrt(np.mean(np.square(pcm, dtype=np.float64))))
     return 20 * math.log10(rms / 32768) if rms > 0 else SILENT_DBFS
-
-
-@dataclass(frozen=True)
-class BargeInSettings:
-    """How quickly and how surely the agent yields (`BARGE_IN_ONSET_MS`, `BARGE_IN_CONFIRM_MS`,
-    `BARGE_IN_RESUME_MS`, `BARGE_IN_THRESHOLD_DBFS`).
-
-    The threshold sits well above a quiet room (-60 dBFS) and a phone line's hiss, and well below speech into
-    a headset or handset (-30 to -15 dBFS). On the phone, echo comes back at least `echo_loss_db` below the
-    agent's own level (a handset's echo return loss), and speech must clear it by `echo_margin_db`.
-    """
-
-    onset_ms: int = 40
-    confirm_ms: int = 250
-    resume_ms: int = 500
-    threshold_dbfs: float = -40.0
-    echo_loss_db: float = 20.0
-    echo_margin_db: float = 8.0
-
-    @classmethod
-    def from_env(cls) -> BargeInSettings:
-        def number(name: str, default: float) -> float:
-            raw = os.environ.get(name, "").strip()
-            try:
-                return float(raw) if raw else default
-            except ValueError:
-                raise ValueError(f"{name} must be a number, got {raw!r}") from None
-
-        return cls(
-            onset_ms=int(number("BARGE_IN_ONSET_MS", cls.onset_ms)),
-            confirm_ms=int(number("BARGE_IN_CONFIRM_MS", cls.confirm_ms)),
-            resume_ms=int(number("BARGE_IN_RESUME_MS", cls.resume_ms)),
-            threshold_dbfs=number("BARGE_IN_THRESHOLD_DBFS", cls.threshold_dbfs),
-        )
 
 
 class BargeIn:
@@ -93,10 +60,12 @@ class BargeIn:
         cut: Callable[[], None],
         played_dbfs: Callable[[], float],
         echo_guard: bool,
-        settings: BargeInSettings | None = None,
+        settings: BargeInSettings,
+        clock: Clock | None = None,
     ) -> None:
         self.loop = loop
-        self.settings = settings or BargeInSettings.from_env()
+        self.settings = settings
+        self.clock = clock or LoopClock()
         self._speaking, self._pause, self._resume, self._cut = speaking, pause, resume, cut
         self._played_dbfs = played_dbfs
         self.echo_guard = echo_guard
@@ -104,7 +73,7 @@ class BargeIn:
         self.pauses = self.resumes = self.cuts = 0  # what happened on this call, for the figures
         self._loud_ms = 0.0  # loud audio in a row (the onset), then since the pause (the confirmation)
         self._span_ms = self._quiet_ms = 0.0  # since the pause: all audio, and the quiet since the last loud frame
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: Timer | None = None
         self._lock = threading.Lock()
 
     def threshold_dbfs(self) -> float:
@@ -149,7 +118,7 @@ class BargeIn:
             self.pauses += 1
             self._span_ms = self._quiet_ms = 0.0
         self._pause()
-        self._timer = self.loop.call_later(self.settings.resume_ms / 1000, self._expire)
+        self._timer = self.clock.call_later(self.settings.resume_ms / 1000, self._expire)
 
     def confirm(self) -> bool:
         """The caller is really speaking (heard here, or the engine's own evidence): cut the answer, if one is

@@ -1,19 +1,20 @@
 """One call, whatever engine speaks it: its options, the booking draft, what the screen shows, the clock, the end.
 
-Both voice engines hold a `Call` (composition, not a base class), so the life of a call is written once:
+Every voice engine holds a `Call` (composition, not a base class), so the life of a call is written once:
 
-* **start**: the page's language, voice and key (or the phone's defaults), "no key" as a clear ending, the
-  draft session, the deadline and the clock;
-* **the screen**: the transcript and card (`CallState`), product notices, and the throttled push of views to
-  the UI as fastrtc `AdditionalOutputs`;
-* **tools**: run against the session in a worker thread (the store does blocking I/O), then the card refreshed;
+* **start**: the page's request (language, voice, key, visitor) or the phone's defaults, "no key" as a clear
+  ending, the demo's allowances, the draft session, the deadline and the clock;
+* **the screen**: the transcript and card (`CallState`), product notices, and the throttled push of views;
+* **tools**: run against the session on the store's threads (`store_io`), then the card refreshed;
 * **the clock**: a warning, the agent asked to wrap up, then a goodbye and the end at the time limit;
-* **the end**: it happens once, whatever triggers it (time limit, error, no key), with a bilingual message
-  on screen and on fastrtc's data channel, then `CloseStream` once the last words have played.
+* **the end**: one path, whatever triggers it (time limit, budget, error, no key, the caller hanging up), with a
+  `CloseReason` and a bilingual message on screen and on the page's data channel, then `Hangup` once the last
+  words have played. The transcript and the meter are settled once.
 
-An engine gives the call three small hooks (`Voice`): say this now, am I busy, and hang up on the service.
-Everything else an engine does (its client, reconnects, turn-taking, barge-in, tool schema, per-turn
-figures) stays in the engine.
+What `output` returns is ours (`ViewUpdate`, `Hangup`): the engine's fastrtc adapter turns it into fastrtc's
+types. An engine gives the call three small hooks (`Voice`): say this now, am I busy, and hang up on the service.
+Everything else an engine does (its client, reconnects, turn-taking, barge-in, tool schema, per-turn figures)
+stays in the engine. Time is read only through `clock` (virtual in tests).
 """
 
 from __future__ import annotations
@@ -21,22 +22,23 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-from fastrtc import AdditionalOutputs, CloseStream
-
 from components.call.allowance import Allowance, Meter
+from components.call.clock import Clock, LoopClock
 from components.call.notices import notice
-from components.call.state import CallState
+from components.call.options import CallOptions, CallRequest, Visitor
+from components.call.state import CallState, CallView, CloseReason
+from components.call.store_io import StoreRunner, in_store_thread
+from components.restaurant.book import StoreUnavailable
 from components.restaurant.config import RestaurantConfig
 from components.restaurant.lookup import Caller
 from components.restaurant.prompt import goodbye_instruction, wrap_up_instruction
 from components.restaurant.session import ReservationSession
 from components.restaurant.tools import run_tool
-from components.settings import AgentSettings, CallOptions
-from components.store.database import StoreUnavailable
+from components.settings import AgentSettings
 from components.store.reservations import ReservationStore
 
 log = logging.getLogger(__name__)
@@ -50,9 +52,27 @@ METER_S = 5.0  # how often a call on the owner's key is counted and checked agai
 class CallEnded(Exception):
     """The call cannot go on; `message` tells the person why."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, reason: CloseReason = CloseReason.SERVICE) -> None:
         super().__init__(message)
         self.message = message
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ViewUpdate:
+    """Show this view of the call now (the engine's adapter hands it on to the page and the live feed)."""
+
+    view: CallView
+
+
+@dataclass(frozen=True)
+class Hangup:
+    """The call is over and its last words have played: close the transport, with this message."""
+
+    message: str
+
+
+CallOutput = ViewUpdate | Hangup
 
 
 class Voice(Protocol):
@@ -72,7 +92,7 @@ class Voice(Protocol):
 
 
 class Handler(Protocol):
-    """The part of a fastrtc stream handler a call reads its options from."""
+    """The part of a fastrtc stream handler a call reads its request from."""
 
     phone_mode: bool
     latest_args: list[Any]
@@ -80,12 +100,12 @@ class Handler(Protocol):
     async def wait_for_args(self) -> None: ...
 
 
-async def ui_inputs(handler: Handler) -> Sequence[Any] | None:
-    """The call's UI inputs `[call, language, voice, key]`; None on the phone, which has no page."""
+async def page_request(handler: Handler) -> CallRequest | None:
+    """What the page asked for (its Settings and the visitor); None on the phone, which has no page."""
     if handler.phone_mode:
         return None
     await handler.wait_for_args()
-    return handler.latest_args
+    return CallRequest.from_inputs(handler.latest_args)
 
 
 class Call:
@@ -99,23 +119,27 @@ class Call:
         voice: Voice,
         notify: Callable[[str], Awaitable[None]],
         engine: str = "realtime",
+        clock: Clock | None = None,
+        store_io: StoreRunner = in_store_thread,
     ) -> None:
         self.config = config
         self.store = store
         self.settings = settings
         self.voice = voice
         self.engine = engine
-        self._notify = notify  # fastrtc's data channel to the page (errors and warnings as toasts)
+        self.clock = clock or LoopClock()
+        self.store_io = store_io  # how blocking store work is run (its own threads; inline in some tests)
+        self._notify = notify  # the page's data channel (errors and warnings as toasts)
         self.state = CallState(language=config.default_language)
         self.options: CallOptions | None = None
         self.session: ReservationSession | None = None
         self.caller: Caller | None = None  # who is on the line, set by the phone line before the call starts
         self.close_message: str | None = None  # set once the call is over
-        self.closed = False  # CloseStream has been handed to fastrtc
+        self.closed = False  # `Hangup` has been handed to the transport
         self._ending = False
         self._dirty = False
-        self._last_push = 0.0
-        self._clock: asyncio.Task | None = None
+        self._last_push = -UI_PUSH_INTERVAL_S
+        self._timer: asyncio.Task | None = None  # the time limit's task
         self._meter: Meter | None = None  # counts a call on the owner's key against the demo's allowances
         self.limit_s = float(settings.call_time_limit_s)
 
@@ -123,33 +147,33 @@ class Call:
     def language(self) -> str:
         return self.state.language
 
-    async def begin(self, inputs: Sequence[Any] | None) -> bool:
-        """Start the call from its UI inputs (None on the phone); False if it ended at once (no key)."""
-        self.options = CallOptions.from_inputs(inputs, self.config.default_language, self.settings)
+    async def begin(self, request: CallRequest | None) -> bool:
+        """Start the call from the page's request (None on the phone); False if it ended at once (no key, or the
+        demo's allowances refused it)."""
+        self.options = CallOptions.resolve(request, self.config.default_language, self.settings)
         self.state.language = self.options.language
         if not self.options.api_key:
-            await self.end(notice("no_key"), error=True)
+            await self.end(CloseReason.NO_KEY, notice("no_key"))
             return False
         if not self.options.own_key:  # the owner's key: the demo's allowances apply
             allowance = Allowance(self.settings.demo, self.store.usage, self.config)
             visitor = None  # the phone: the restaurant's own line
-            if inputs is not None:  # a page that sent no visitor (an API client) is counted as an unknown one
-                unknown = {"id": "ip:unknown", "code_ok": self.settings.demo.access_code is None}
-                visitor = self.options.visitor or unknown
-            self._meter, refusal = await asyncio.to_thread(Meter.start, allowance, visitor, self.engine)
+            if request is not None:  # a page that sent no visitor (an API client) is counted as an unknown one
+                visitor = self.options.visitor or Visitor.unknown(code_ok=self.settings.demo.access_code is None)
+            self._meter, refusal = await self.store_io(Meter.start, allowance, visitor, self.engine, self.clock)
             if refusal:
-                await self.end(refusal, error=True)
+                await self.end(CloseReason.NOT_ALLOWED, refusal)
                 return False
             if self._meter is not None and self._meter.seconds is not None:
                 self.limit_s = min(self.limit_s, self._meter.seconds)
-        source = "web" if inputs is not None else "phone"
+        source = "web" if request is not None else "phone"
         self.session = ReservationSession(
             self.config, self.store, language=self.options.language, source=source, caller=self.caller
         )
-        self.state.reservation = await asyncio.to_thread(self.session.snapshot)
-        self.state.deadline = time.time() + self.limit_s
+        self.state.reservation = await self.store_io(self.session.snapshot)
+        self.state.deadline = self.clock.wall() + self.limit_s
         self.changed()
-        self._clock = asyncio.create_task(self._watch_clock())
+        self._timer = asyncio.create_task(self._watch_clock())
         return True
 
     # ---- what the screen shows -----------------------------------------------------------------------
@@ -163,19 +187,19 @@ class Call:
         self.state.system(text)
         self.changed()
 
-    def output(self, view: Callable[[], dict[str, Any]] | None = None) -> AdditionalOutputs | CloseStream | None:
-        """What the engine's `emit` should hand fastrtc before any audio: a due view update, or the close.
+    def output(self, view: Callable[[], CallView] | None = None) -> CallOutput | None:
+        """What the engine's `emit` should hand the transport before any audio: a due view, or the hang-up.
 
         `view` builds the snapshot where the state lives, for an engine whose `emit` runs in another thread.
         """
-        now = time.monotonic()
+        now = self.clock.now()
         closing = self.close_message is not None
         if self._dirty and (now - self._last_push >= UI_PUSH_INTERVAL_S or closing):
             self._dirty, self._last_push = False, now
-            return AdditionalOutputs((view or self.state.view)())
+            return ViewUpdate((view or self.state.view)())
         if closing and not self.voice.busy():
             self.closed = True
-            return CloseStream(self.close_message)
+            return Hangup(self.close_message or "")
         return None
 
     # ---- tools ---------------------------------------------------------------------------------------
@@ -189,7 +213,7 @@ class Call:
             return run_tool(session, name, arguments), session.snapshot()
 
         written = set(session.touched)
-        result, snapshot = await asyncio.to_thread(work)
+        result, snapshot = await self.store_io(work)
         self.state.reservation = snapshot
         self.changed()
         if session.touched != written:
@@ -202,7 +226,8 @@ class Call:
         if session is None or not session.touched:
             return
         try:
-            await asyncio.to_thread(self.store.save_transcript, set(session.touched), self.state.view())
+            view = self.state.view().model_dump(mode="json")
+            await self.store_io(self.store.save_transcript, set(session.touched), view)
         except StoreUnavailable as unavailable:  # the booking itself is safe; only this copy of the call is lost
             log.warning("could not keep a call's transcript: %s", unavailable)
 
@@ -211,53 +236,43 @@ class Call:
     async def _watch_clock(self) -> None:
         """Warn, let the agent wrap up, then say goodbye and end when the call's time (or the demo's budget) is
         up; meanwhile count the call against the demo's allowances."""
-        loop = asyncio.get_running_loop()
-        started, limit = loop.time(), self.limit_s
+        clock = self.clock
+        started, limit = clock.now(), self.limit_s
         warn_after = max(limit - TIME_WARNING_S, limit * 2 / 3)  # a short call is not warned at its start
-        ends_at, warned, why = started + limit, False, notice("time_up")
-        while (now := loop.time()) < ends_at:
+        ends_at, warned = started + limit, False
+        reason, why = CloseReason.TIME_UP, notice("time_up")
+        while (now := clock.now()) < ends_at:
             if not warned and now >= started + warn_after:
                 warned = True
-                self.system(notice("time_warning", seconds=round(ends_at - now)))
+                seconds = round(ends_at - now)
+                self.system(notice("time_warning", seconds=seconds, unit="second" if seconds == 1 else "seconds"))
                 await self.voice.say_now(wrap_up_instruction(self.language))
             next_check = ends_at if warned else min(ends_at, started + warn_after)
-            await asyncio.sleep(min(METER_S, max(0.05, next_check - loop.time())))
-            if self._meter is not None and await asyncio.to_thread(self._meter.over_budget, self.state.cost_usd()):
-                ends_at, why = loop.time(), notice("budget_end")
+            await clock.sleep(min(METER_S, max(0.05, next_check - clock.now())))
+            if self._meter is not None and await self.store_io(self._meter.over_budget, self.state.cost_usd()):
+                ends_at, reason, why = clock.now(), CloseReason.BUDGET, notice("budget_end")
         if await self.voice.say_now(goodbye_instruction(self.language)):
-            deadline = time.monotonic() + GOODBYE_WAIT_S
-            await asyncio.sleep(0.1)
-            while self.voice.busy() and time.monotonic() < deadline:
-                await asyncio.sleep(0.1)
-        await self.end(why)
+            deadline = clock.now() + GOODBYE_WAIT_S
+            await clock.sleep(0.1)
+            while self.voice.busy() and clock.now() < deadline:
+                await clock.sleep(0.1)
+        await self.end(reason, why)
 
-    async def end(self, message: str, error: bool = False) -> None:
-        """End the call once: tell the person why, hang up on the service, close after the last words."""
+    async def end(self, reason: CloseReason, message: str | None = None) -> None:
+        """End the call, once, whatever triggers it: tell the person why (`message`; none when the caller hung up),
+        hang up on the service, settle the transcript and the meter, and close after the last words."""
         if self._ending:
             return
         self._ending = True
-        self.system(message)
-        self.state.ended = True
+        self.state.end_reason = reason
+        if message:
+            self.system(message)
+            await self._notify(json.dumps({"type": "error" if reason.is_error else "warning", "message": message}))
         self.changed()
-        await self._notify(json.dumps({"type": "error" if error else "warning", "message": message}))
-        self.close_message = message
-        if self._clock is not None and self._clock is not asyncio.current_task():
-            self._clock.cancel()
+        self.close_message = message or ""
+        if self._timer is not None and self._timer is not asyncio.current_task():
+            self._timer.cancel()
         await self.voice.hang_up()
-        await self._settle()
-
-    def stop(self) -> None:
-        """The call's work is over (the engine's conversation ended): no more clock."""
-        if self._clock is not None:
-            self._clock.cancel()
-
-    async def close(self) -> None:
-        """The transport is shutting the call down (hang-up, page closed): stop, and keep the final transcript."""
-        self.stop()
-        await self._settle()
-
-    async def _settle(self) -> None:
-        """What a finished call leaves behind: its transcript with its bookings, its cost in the demo's count."""
         await self.keep_transcript()
         if self._meter is not None:
-            await asyncio.to_thread(self._meter.finish, self.state.cost_usd())
+            await self.store_io(self._meter.finish, self.state.cost_usd(), reason)

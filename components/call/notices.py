@@ -51,7 +51,11 @@ NOTICES: dict[str, tuple[str, str]] = {
     ),
     "time_warning": (
         "通話の残り時間はあと{seconds}秒です。",
-        "{seconds} seconds left in this call.",
+        "{seconds} {unit} left in this call.",
+    ),
+    "internal_error": (
+        "システム内部のエラーのため通話を終了しました。録音ボタンを押してもう一度お試しください。",
+        "The call ended because of an internal error. Press record to try again.",
     ),
     "time_up": (
         "通話時間の上限に達したため終了しました。もう一度録音ボタンを押すと新しい通話を始められます。",

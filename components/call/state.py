@@ -2,15 +2,17 @@
 
 The Realtime API reports a call out of order: the caller's words are transcribed after the agent has
 already started answering, the agent's words stream in pieces, and barge-in cuts a line short. This
-module keeps one ordered transcript and the per-turn figures, and turns them into a plain JSON-able
-view that leaves the handler as fastrtc `AdditionalOutputs`.
+module keeps one ordered transcript and the per-turn figures, and turns them into a `CallView`: the typed
+snapshot that goes to the page, the live feed, the booking's record (as JSON) and the owner's console.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
 
 from components.call.notices import label
 
@@ -39,6 +41,63 @@ class Turn:
     cost_usd: float = 0.0
 
 
+class CloseReason(StrEnum):
+    """Why a call ended, whatever ended it: recorded in its view (so in the booking's record) and in its meter."""
+
+    HUNG_UP = "hung_up"  # the caller hung up, or closed the page
+    TIME_UP = "time_up"  # the call's time limit, after a goodbye
+    BUDGET = "budget"  # the day's minutes or budget on the owner's key ran out mid-call
+    NO_KEY = "no_key"  # no OpenAI key to call with
+    NOT_ALLOWED = "not_allowed"  # the demo's allowances refused a call on the owner's key
+    KEY_REFUSED = "key_refused"  # the service refused the key
+    SERVICE = "service"  # the service failed, could not be reached, or the connection was lost for good
+    ERROR = "error"  # an unexpected failure in our own code
+
+    @property
+    def is_error(self) -> bool:
+        """Shown as an error (a red toast; the phone line apologises), not as a plain notice."""
+        return self not in (CloseReason.HUNG_UP, CloseReason.TIME_UP, CloseReason.BUDGET)
+
+
+class LineView(BaseModel):
+    role: Role
+    text: str
+    status: LineStatus
+
+
+class TurnView(BaseModel):
+    """One agent response's figures (the pipeline's stage times are ms from the end of the caller's turn)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    latency_ms: int | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    total_tokens: int | None = None
+    cost_usd: float = 0.0
+    vad_ms: int | None = None
+    transcript_ms: int | None = None
+    first_token_ms: int | None = None
+    first_audio_ms: int | None = None
+    voice_to_voice_ms: int | None = None
+
+
+class CallView(BaseModel):
+    """A snapshot of one call, safe to hand to another task or thread while the call goes on. `reservation` is the
+    draft's snapshot (the tools' result, see `restaurant.tools`); `deadline` is in seconds since the epoch."""
+
+    language: str = "ja"
+    transcript: list[LineView] = []
+    reservation: dict[str, Any] = {}
+    turns: list[TurnView] = []
+    deadline: float | None = None
+    ended: bool = False
+    end_reason: CloseReason | None = None
+
+    def cost_usd(self) -> float:
+        return sum(turn.cost_usd for turn in self.turns)
+
+
 @dataclass
 class CallState:
     """The transcript, the reservation card, the figures and the clock of one call."""
@@ -48,7 +107,7 @@ class CallState:
     reservation: dict[str, Any] = field(default_factory=dict)
     turns: list[Turn] = field(default_factory=list)
     deadline: float | None = None
-    ended: bool = False
+    end_reason: CloseReason | None = None
     _by_key: dict[str, Line] = field(default_factory=dict, repr=False)
 
     def _line(self, key: str, role: Role) -> Line:
@@ -102,22 +161,18 @@ class CallState:
         """A notice from the product itself (errors, reconnects, time left)."""
         self.lines.append(Line("system", text, "final"))
 
-    def seconds_left(self, now: float | None = None) -> int | None:
-        if self.deadline is None:
-            return None
-        return max(0, round(self.deadline - (time.time() if now is None else now)))
-
     def cost_usd(self) -> float:
         """What the call has cost so far, by the estimates of its responses."""
         return sum(turn.cost_usd for turn in self.turns)
 
-    def view(self) -> dict[str, Any]:
-        """A fresh JSON-able snapshot: safe to hand to another task while this state keeps changing."""
-        return {
-            "language": self.language,
-            "transcript": [{"role": line.role, "text": line.text, "status": line.status} for line in self.lines],
-            "reservation": self.reservation,
-            "turns": [vars(turn).copy() for turn in self.turns],
-            "deadline": self.deadline,
-            "ended": self.ended,
-        }
+    def view(self) -> CallView:
+        """A fresh snapshot: safe to hand to another task while this state keeps changing."""
+        return CallView(
+            language=self.language,
+            transcript=[LineView(role=line.role, text=line.text, status=line.status) for line in self.lines],
+            reservation=self.reservation,
+            turns=[TurnView(**vars(turn)) for turn in self.turns],
+            deadline=self.deadline,
+            ended=self.end_reason is not None,
+            end_reason=self.end_reason,
+        )

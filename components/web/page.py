@@ -9,7 +9,6 @@ itself is never updated either: Gradio would keep a per-session copy of it, with
 from __future__ import annotations
 
 import datetime as dt
-import os
 from typing import Any
 
 import gradio as gr
@@ -17,9 +16,11 @@ from fastrtc import WebRTC
 
 from components.call.allowance import Allowance
 from components.call.notices import notice
+from components.call.options import CALL_INPUTS
+from components.call.state import CallView
+from components.restaurant.book import StoreUnavailable
 from components.restaurant.config import RestaurantConfig
-from components.settings import ENGINES, VOICES, AgentSettings
-from components.store.database import StoreUnavailable
+from components.settings import ENGINES, VOICES, Settings
 from components.store.reservations import ReservationStore
 from components.web.render import card_html, chat_messages
 from components.web.takeaway import booking_ics, conversation_files
@@ -74,21 +75,22 @@ class VisitorPage:
     """The call, the card and the transcript, for whoever opens the link."""
 
     def __init__(
-        self, config: RestaurantConfig, settings: AgentSettings, store: ReservationStore, handlers: dict[str, Any]
+        self, config: RestaurantConfig, settings: Settings, store: ReservationStore, handlers: dict[str, Any]
     ) -> None:
         self.config = config
-        self.settings = settings
+        self.deployment = settings
+        self.settings = settings.agent
         self.store = store
         self.handlers = handlers
-        self.has_env_key = bool(os.environ.get("OPENAI_API_KEY", "").strip())
+        self.has_env_key = bool(self.settings.api_key)
 
-    def show_call(self, view: dict) -> tuple[Any, ...]:
+    def show_call(self, view: CallView) -> tuple[Any, ...]:
         """The handler's view of the call as the transcript, the card, the booking's calendar file and, once the
         call is over, the conversation to take away."""
-        language = view.get("language", self.config.default_language)
+        language = view.language
         ics = booking_ics(view, self.config)
         card = card_html(view, self.config.name(language), language)
-        record = conversation_files(view, self.config) if view.get("ended") else None
+        record = conversation_files(view, self.config) if view.ended else None
         markdown, data = record or (None, None)
         keep = gr.skip()  # until the call is over, leave the take-away buttons as the last call left them
         return (
@@ -100,7 +102,7 @@ class VisitorPage:
             view,
         )
 
-    def after_call(self, view: dict | None) -> tuple[dict, dict]:
+    def after_call(self, view: CallView | None) -> tuple[dict, dict]:
         """The visitor hung up: the conversation as it last stood, to take away."""
         record = conversation_files(view, self.config)
         markdown, data = record or (None, None)
@@ -108,7 +110,7 @@ class VisitorPage:
 
     def welcome(self, language: str, request: gr.Request) -> tuple[Any, ...]:
         """On page load: who the visitor is, and whether (and how much) they may call on the restaurant's key."""
-        visitor = page_visitor(request, self.settings.demo)
+        visitor = page_visitor(request, self.settings.demo, self.deployment.on_space)
         refusal = None
         left = None
         if self.has_env_key:
@@ -117,7 +119,7 @@ class VisitorPage:
             try:
                 refusal = allowance.refusal(visitor, now)
                 if refusal is None and self.settings.demo.calls_per_visitor is not None:
-                    used = self.store.usage.visitor_calls(allowance.day(now), visitor["id"])
+                    used = self.store.usage.visitor_calls(allowance.day(now), visitor.id)
                     left = max(0, self.settings.demo.calls_per_visitor - used)
             except StoreUnavailable:
                 refusal = notice("allowance_unavailable", "own_key") if self.settings.demo.active else None
@@ -142,7 +144,7 @@ class VisitorPage:
         visitor = gr.State(None)
         last_view = gr.State(None)  # the call's latest view, for what the visitor takes away after hanging up
         banner = gr.Markdown(visible=False, elem_id="allowance")
-        if turn_help := missing_turn_warning():
+        if turn_help := missing_turn_warning(self.deployment):
             gr.Markdown(turn_help, elem_id="turn-help")
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=320):
@@ -194,9 +196,10 @@ class VisitorPage:
             self.welcome, inputs=[language], outputs=[visitor, banner, api_key, settings_box, transcript], queue=False
         )
         for engine, call in calls.items():
+            chosen = {"language": language, "voice": voice, "api_key": api_key, "visitor": visitor}
             call.stream(
                 self.handlers[engine],
-                inputs=[call, language, voice, api_key, visitor],
+                inputs=[call, *(chosen[name] for name in CALL_INPUTS)],
                 outputs=[call],
                 concurrency_limit=self.settings.max_concurrent_calls,
                 time_limit=self.settings.hard_time_limit_s,
@@ -228,8 +231,8 @@ class VisitorPage:
                     label=ENGINE_LABELS[engine],
                     modality="audio",
                     mode="send-receive",
-                    rtc_configuration=rtc_configuration(),
-                    server_rtc_configuration=None if os.environ.get("SPACE_ID") else {"iceServers": []},
+                    rtc_configuration=rtc_configuration(self.deployment),
+                    server_rtc_configuration=None if self.deployment.on_space else {"iceServers": []},
                     full_screen=False,
                     elem_id=f"call-{engine}",
                     button_labels={"start": "録音して話す / Record", "stop": "通話を終了 / Hang up"},

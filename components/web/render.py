@@ -1,6 +1,6 @@
 """What a call looks like on screen: the transcript as Chatbot messages and the reservation card as HTML.
 
-Pure functions of the call view (see `call_state.CallState.view`), so the browser path, a dashboard fed by
+Pure functions of the call's view (`call.state.CallView`), so the browser path, a dashboard fed by
 server-sent events and the tests all render the same thing. The card's markup is a contract with the
 tests and the stylesheet: every field sits in an element with `data-field` holding the normalised value,
 and the status badge carries `data-status`.
@@ -12,6 +12,8 @@ import datetime as dt
 import time
 from html import escape
 from typing import Any
+
+from components.call.state import CallView, TurnView
 
 FIELDS = ("guest_name", "date", "time", "party_size", "requests", "phone")
 OPTIONAL = ("requests", "phone")
@@ -80,12 +82,12 @@ LABELS = {
 ROLES = {"user": "user", "assistant": "assistant", "system": "assistant"}
 
 
-def chat_messages(view: dict[str, Any]) -> list[dict[str, str]]:
+def chat_messages(view: CallView) -> list[dict[str, str]]:
     """Transcript lines as `gr.Chatbot(type="messages")` messages; product notices stand out with a marker."""
     messages = []
-    for line in view.get("transcript", []):
-        text = line["text"] if line["role"] != "system" else f"ℹ️ {line['text']}"
-        messages.append({"role": ROLES[line["role"]], "content": text})
+    for line in view.transcript:
+        text = line.text if line.role != "system" else f"ℹ️ {line.text}"
+        messages.append({"role": ROLES[line.role], "content": text})
     return messages
 
 
@@ -114,13 +116,13 @@ def _field_row(field: str, value: Any, words: dict[str, Any]) -> str:
     )
 
 
-def _stages(turn: dict[str, Any], words: dict[str, Any]) -> str:
+def _stages(turn: TurnView, words: dict[str, Any]) -> str:
     """The pipeline engine's split of a response time: speech-to-text, the model's first word, the first audio.
 
     The turn holds times from the end of the caller's turn; shown as each stage's own share, so an owner sees
     at a glance which service to tune or swap. Empty for the Realtime engine (one service, no stages)."""
-    marks = [turn.get(name) for name in ("transcript_ms", "first_token_ms", "first_audio_ms")]
-    if any(mark is None for mark in marks):
+    marks = [turn.transcript_ms, turn.first_token_ms, turn.first_audio_ms]
+    if marks[0] is None or marks[1] is None or marks[2] is None:
         return ""
     shares = [marks[0], marks[1] - marks[0], marks[2] - marks[1]]
     parts = " · ".join(f"{escape(label)} {max(0, share)}" for label, share in zip(words["stages"], shares, strict=True))
@@ -133,11 +135,10 @@ def _time_left(deadline: float) -> str:
     return f"{left // 60}:{left % 60:02d}"
 
 
-def card_html(view: dict[str, Any] | None, restaurant_name: str, language: str = "ja") -> str:
+def card_html(view: CallView | None, restaurant_name: str, language: str = "ja") -> str:
     """The reservation summary card for a call view (or the idle card before a call)."""
     words = LABELS["en" if language == "en" else "ja"]
-    view = view or {}
-    snapshot = view.get("reservation") or {}
+    snapshot = view.reservation if view is not None else {}
     status = snapshot.get("status", "collecting")
     reservation = snapshot.get("reservation") or {}
     shown = [field for field in FIELDS if field != "phone" or reservation.get("phone")]  # asked for, not required
@@ -176,23 +177,24 @@ def card_html(view: dict[str, Any] | None, restaurant_name: str, language: str =
     if alternatives and status not in ("confirmed", "cancelled"):
         times = " · ".join(escape(f"{a.get('date', '')} {a.get('time', '')}".strip()) for a in alternatives[:4])
         parts.append(f'<p class="alternatives">{escape(words["alternatives"])}: {times}</p>')
-    if not view:
+    if view is None:
         parts.append(f'<p class="idle">{escape(words["idle"])}</p>')
+        view = CallView()
     footer = []
-    if view.get("deadline") and not view.get("ended"):
+    if view.deadline and not view.ended:
         footer.append(
             f'<span class="time-left">{escape(words["time_left"])} '
-            f'<span data-deadline="{int(view["deadline"])}">{_time_left(view["deadline"])}</span></span>'
+            f'<span data-deadline="{int(view.deadline)}">{_time_left(view.deadline)}</span></span>'
         )
-    turns = [t for t in view.get("turns", []) if t.get("latency_ms") is not None]
+    turns = [turn for turn in view.turns if turn.latency_ms is not None]
     if turns:
-        footer.append(f'<span class="latency">{escape(words["latency"])} {turns[-1]["latency_ms"]} ms</span>')
+        footer.append(f'<span class="latency">{escape(words["latency"])} {turns[-1].latency_ms} ms</span>')
         if stages := _stages(turns[-1], words):
             footer.append(stages)
-    tokens = sum(t.get("total_tokens") or 0 for t in view.get("turns", []))
+    tokens = sum(turn.total_tokens or 0 for turn in view.turns)
     if tokens:
         footer.append(f'<span class="tokens">{tokens:,} {escape(words["tokens"])}</span>')
-    cost = sum(t.get("cost_usd") or 0 for t in view.get("turns", []))
+    cost = view.cost_usd()
     if cost:
         footer.append(f'<span class="cost" data-cost="{cost:.6f}">{escape(words["cost"])} ${cost:.4f}</span>')
     if footer:

@@ -13,21 +13,21 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from components.call.state import CallView
 from components.restaurant.calendar import bookings_calendar
 from components.restaurant.config import RestaurantConfig
 
 _FOLDER = Path(tempfile.mkdtemp(prefix="voicebot-takeaway-"))
 
 
-def booking_ics(view: dict[str, Any] | None, config: RestaurantConfig) -> str | None:
+def booking_ics(view: CallView | None, config: RestaurantConfig) -> str | None:
     """The path of the `.ics` for the booking a call made or changed, or None while there is none."""
-    snapshot = (view or {}).get("reservation") or {}
+    snapshot = view.reservation if view is not None else {}
     booking_id = snapshot.get("booking_id")
-    if snapshot.get("status") != "confirmed" or not booking_id:
+    if snapshot.get("status") != "confirmed" or not booking_id or view is None:
         return None
     booking = {**(snapshot.get("reservation") or {}), "booking_id": booking_id, "status": "confirmed"}
-    language = (view or {}).get("language", config.default_language)
-    return _written(json.dumps(booking, sort_keys=True, ensure_ascii=False), language, config)
+    return _written(json.dumps(booking, sort_keys=True, ensure_ascii=False), view.language, config)
 
 
 @functools.lru_cache(maxsize=512)
@@ -39,17 +39,18 @@ def _written(booking_json: str, language: str, config: RestaurantConfig) -> str:
     return str(path)
 
 
-def conversation_files(view: dict[str, Any] | None, config: RestaurantConfig) -> tuple[str, str] | None:
+def conversation_files(view: CallView | None, config: RestaurantConfig) -> tuple[str, str] | None:
     """The paths of the call's Markdown and JSON record (None before anything was said)."""
-    if not view or not view.get("transcript"):
+    if view is None or not view.transcript:
         return None
+    data = view.model_dump(mode="json")
     record = {
-        "restaurant": config.name(view.get("language", config.default_language)),
-        "language": view.get("language"),
-        "transcript": view.get("transcript", []),
-        "reservation": view.get("reservation", {}),
-        "turns": view.get("turns", []),
-        "cost_usd": round(sum(turn.get("cost_usd") or 0 for turn in view.get("turns", [])), 6),
+        "restaurant": config.name(view.language),
+        "language": view.language,
+        "transcript": data["transcript"],
+        "reservation": data["reservation"],
+        "turns": data["turns"],
+        "cost_usd": round(view.cost_usd(), 6),
     }
     return _conversation(json.dumps(record, sort_keys=True, ensure_ascii=False))
 

@@ -28,10 +28,11 @@ from openai import AsyncOpenAI
 from components.call.call import Call
 from components.call.costs import chat_cost, speech_cost, transcription_cost
 from components.engines.pipeline.reply import PipelineTurn, Reply, ms_since, wav
-from components.engines.pipeline.settings import PipelineSettings
+from components.engines.pipeline.settings import chat_options, speech_options
 from components.engines.playout import SAMPLE_RATE, Playout
 from components.restaurant.prompt import render_instructions
 from components.restaurant.tools import chat_tools
+from components.settings import PipelineModels
 
 PROMPT_CHARS = 200  # of the agent's last words, given to speech-to-text as context
 
@@ -43,7 +44,7 @@ class Conversation:
         self,
         client: AsyncOpenAI,
         call: Call,
-        pipeline: PipelineSettings,
+        pipeline: PipelineModels,
         playout: Playout,
         on_failure: Callable[[Exception], Awaitable[None]],
     ) -> None:
@@ -52,6 +53,7 @@ class Conversation:
         self.call = call
         self.options = call.options
         self.pipeline = pipeline
+        self.prices = call.settings.prices
         self.playout = playout
         self.on_failure = on_failure  # a service failed: the handler decides whether the call goes on
         self.instructions = render_instructions(call.config, self.options.language)
@@ -81,7 +83,7 @@ class Conversation:
             text = (getattr(result, "text", None) or "").strip()
             figures.transcript_ms = ms_since(started)
             model = self.call.settings.transcription_model
-            figures.cost_usd += transcription_cost(getattr(result, "usage", None), model, pcm.size / rate)
+            figures.cost_usd += transcription_cost(getattr(result, "usage", None), model, pcm.size / rate, self.prices)
         except Exception as error:  # reported below, once the order of the transcript allows
             failure = error
         if previous is not None and not previous.done():
@@ -112,14 +114,14 @@ class Conversation:
                 tool_choice="auto" if round_number <= self.pipeline.max_tool_rounds else "none",
                 stream=True,
                 stream_options={"include_usage": True},
-                **self.pipeline.chat_options(),
+                **chat_options(self.pipeline),
             )
             text: list[str] = []
             calls: dict[int, dict[str, str]] = {}
             async for chunk in stream:
                 if chunk.usage is not None:
                     _count_tokens(figures, chunk.usage)
-                    figures.cost_usd += chat_cost(chunk.usage, self.pipeline.chat_model)
+                    figures.cost_usd += chat_cost(chunk.usage, self.pipeline.chat_model, self.prices)
                 for choice in chunk.choices:
                     delta = choice.delta
                     if delta.content:
@@ -199,7 +201,7 @@ class Conversation:
                     voice=self.options.voice,
                     input=sentence.text,
                     response_format="pcm",
-                    **self.pipeline.speech_options(self.options.language),
+                    **speech_options(self.pipeline, self.options.language),
                 ) as response:
                     carry = b""
                     async for data in response.iter_bytes():
@@ -216,7 +218,7 @@ class Conversation:
             finally:
                 sentence.done = True
                 audio_s = sentence.received / SAMPLE_RATE
-                figures.cost_usd += speech_cost(len(sentence.text), audio_s, self.pipeline.tts_model)
+                figures.cost_usd += speech_cost(len(sentence.text), audio_s, self.pipeline.tts_model, self.prices)
             if self.call.close_message is not None:
                 return
 

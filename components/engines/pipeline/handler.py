@@ -35,12 +35,13 @@ from fastrtc.reply_on_pause import AppState
 from openai import AsyncOpenAI
 
 from components.call.barge_in import BargeIn
-from components.call.call import Call, CallEnded, ui_inputs
+from components.call.call import Call, CallEnded, page_request
 from components.call.echo import EchoCheck
 from components.call.notices import notice
+from components.call.state import CallView, CloseReason
+from components.engines.fastrtc_adapter import to_fastrtc
 from components.engines.pipeline.conversation import Conversation
 from components.engines.pipeline.reply import PipelineTurn, Reply, ms_since
-from components.engines.pipeline.settings import PipelineSettings
 from components.engines.pipeline.threads import make_room
 from components.engines.pipeline.vad import BARGE_IN_SPEECH_S, TELEPHONE_ALGO, TELEPHONE_VAD, SileroVAD
 from components.engines.playout import SAMPLE_RATE, Playout
@@ -61,14 +62,13 @@ TAIL_S = 1.5  # how much of a turn's end is searched for the last speech (the VA
 class PipelineHandler(ReplyOnPause):
     """One instance per call (fastrtc copies it per connection). Same UI inputs and outputs as `RealtimeHandler`:
     `[language, voice, api_key]` (the last three of the inputs; defaults and `OPENAI_API_KEY` on the phone),
-    `AdditionalOutputs(CallState.view())`, bilingual notices, `CloseStream` at the end."""
+    the call's view as `AdditionalOutputs`, bilingual notices, `CloseStream` at the end."""
 
     def __init__(
         self,
         config: RestaurantConfig,
         store: ReservationStore,
-        settings: AgentSettings | None = None,
-        pipeline: PipelineSettings | None = None,
+        settings: AgentSettings,
     ) -> None:
         super().__init__(
             self._reply,
@@ -82,8 +82,7 @@ class PipelineHandler(ReplyOnPause):
         )
         self.config = config
         self.store = store
-        self.settings = settings or AgentSettings.from_env()
-        self.pipeline = pipeline or PipelineSettings.from_env()
+        self.settings = settings
         self.call = Call(config, store, self.settings, voice=self, notify=self.send_message, engine=ENGINE)
         self.playout = Playout()
         self._client: AsyncOpenAI | None = None
@@ -106,7 +105,7 @@ class PipelineHandler(ReplyOnPause):
         self._echo: EchoCheck | None = None  # with it: the VAD's turns that may be the agent's echo
 
     def copy(self) -> PipelineHandler:
-        return PipelineHandler(self.config, self.store, self.settings, self.pipeline)
+        return PipelineHandler(self.config, self.store, self.settings)
 
     # ---- fastrtc interface (worker threads) --------------------------------------------------------
 
@@ -166,7 +165,7 @@ class PipelineHandler(ReplyOnPause):
             time.sleep(IDLE_WAIT_S)
             return None
         if (out := self.call.output(view=lambda: self._on_loop(self._view()))) is not None:
-            return out
+            return to_fastrtc(out)
         if not self.event.is_set() and not self.event.wait(IDLE_WAIT_S):
             return None
         return super().emit()
@@ -188,12 +187,12 @@ class PipelineHandler(ReplyOnPause):
         self.playout.clear()
         if self._client is not None:
             await self._client.close()
-        await self.call.close()
+        await self.call.end(CloseReason.HUNG_UP)
 
     def _on_loop(self, coroutine: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
 
-    async def _view(self) -> dict[str, Any]:
+    async def _view(self) -> CallView:
         return self.call.state.view()
 
     # ---- the call's hooks (`Voice`) ----------------------------------------------------------------
@@ -222,7 +221,14 @@ class PipelineHandler(ReplyOnPause):
 
     async def _start(self) -> None:
         make_room(self.loop, self.settings.max_concurrent_calls)
-        if not await self.call.begin(await ui_inputs(self)):
+        try:
+            await self._set_up()
+        except Exception:  # whatever went wrong, the call ends with a notice instead of hanging in silence
+            log.exception("the pipeline engine failed to start a call")
+            await self.call.end(CloseReason.ERROR, notice("internal_error"))
+
+    async def _set_up(self) -> None:
+        if not await self.call.begin(await page_request(self)):
             return
         self._barge = BargeIn(
             self.loop,
@@ -232,6 +238,8 @@ class PipelineHandler(ReplyOnPause):
             cut=self._barge_in,
             played_dbfs=self.playout.level_dbfs,
             echo_guard=self.phone_mode,  # a phone's handset may not cancel the agent's echo
+            settings=self.settings.barge_in,
+            clock=self.call.clock,
         )
         self._echo = EchoCheck(self._barge.settings.threshold_dbfs)
         assert self.call.options is not None
@@ -240,7 +248,9 @@ class PipelineHandler(ReplyOnPause):
             max_retries=1,
             timeout=openai.Timeout(float(self.settings.response_timeout_s), connect=5.0),  # the SDK's own type
         )
-        self._conversation = Conversation(self._client, self.call, self.pipeline, self.playout, self._service_failed)
+        self._conversation = Conversation(
+            self._client, self.call, self.settings.pipeline, self.playout, self._service_failed
+        )
         self._ready.set()
         # The agent speaks first: a reply with no caller audio, played like any other.
         self.generator = self._reply((INPUT_RATE, np.zeros((1, 0), dtype=np.int16)))
@@ -321,7 +331,7 @@ class PipelineHandler(ReplyOnPause):
             conversation.keep_heard(reply)
             raise
         except CallEnded as ended:
-            await self.call.end(ended.message, error=True)
+            await self.call.end(ended.reason, ended.message)
         except openai.OpenAIError as error:
             await self._service_failed(error)
         except Exception:
@@ -401,7 +411,7 @@ class PipelineHandler(ReplyOnPause):
     async def _service_failed(self, error: Exception) -> None:
         """A refused key ends the call; anything else is shown, and the call goes on (a few times)."""
         if isinstance(error, openai.AuthenticationError | openai.PermissionDeniedError):
-            await self.call.end(notice("key_refused"), error=True)
+            await self.call.end(CloseReason.KEY_REFUSED, notice("key_refused"))
             return
         if isinstance(error, openai.APITimeoutError):
             message = notice("stalled")
@@ -416,4 +426,4 @@ class PipelineHandler(ReplyOnPause):
         self.call.system(message)
         self._failures += 1
         if self._failures >= MAX_FAILED_TURNS:
-            await self.call.end(notice("connection_lost"), error=True)
+            await self.call.end(CloseReason.SERVICE, notice("connection_lost"))

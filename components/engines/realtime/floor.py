@@ -67,6 +67,8 @@ class Floor:
             cut=self._cut,
             played_dbfs=self.playout.level_dbfs,
             echo_guard=echo_guard,
+            settings=call.settings.barge_in,
+            clock=call.clock,
         )
         self.echo = EchoCheck(self.barge.settings.threshold_dbfs)
 

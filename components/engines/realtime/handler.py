@@ -25,10 +25,11 @@ from fastrtc import AsyncStreamHandler
 from openai import AsyncOpenAI
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from components.call.call import Call, CallEnded, ui_inputs
+from components.call.call import Call, CallEnded, page_request
 from components.call.costs import realtime_cost
 from components.call.notices import notice
-from components.call.state import Turn
+from components.call.state import CloseReason, Turn
+from components.engines.fastrtc_adapter import to_fastrtc
 from components.engines.playout import SAMPLE_RATE, Playout
 from components.engines.realtime.floor import Floor
 from components.restaurant.config import RestaurantConfig
@@ -61,12 +62,12 @@ class RealtimeHandler(AsyncStreamHandler):
         self,
         config: RestaurantConfig,
         store: ReservationStore,
-        settings: AgentSettings | None = None,
+        settings: AgentSettings,
     ) -> None:
         super().__init__(expected_layout="mono", output_sample_rate=SAMPLE_RATE, input_sample_rate=SAMPLE_RATE)
         self.config = config
         self.store = store
-        self.settings = settings or AgentSettings.from_env()
+        self.settings = settings
         self.call = Call(config, store, self.settings, voice=self, notify=self.send_message, engine=ENGINE)
         self.playout = Playout()
         self._conn: Any = None
@@ -87,7 +88,7 @@ class RealtimeHandler(AsyncStreamHandler):
 
     async def start_up(self) -> None:
         try:
-            if await self.call.begin(await ui_inputs(self)):
+            if await self.call.begin(await page_request(self)):
                 self.floor = Floor(
                     self.call,
                     self.playout,
@@ -98,9 +99,10 @@ class RealtimeHandler(AsyncStreamHandler):
                 )
                 await self._converse()
         except CallEnded as ended:
-            await self.call.end(ended.message, error=True)
-        finally:
-            self.call.stop()
+            await self.call.end(ended.reason, ended.message)
+        except Exception:
+            log.exception("the Realtime engine failed")
+            await self.call.end(CloseReason.ERROR, notice("internal_error"))
 
     async def receive(self, frame: tuple[int, np.ndarray]) -> None:
         conn = self._conn
@@ -120,7 +122,7 @@ class RealtimeHandler(AsyncStreamHandler):
             await asyncio.sleep(0.05)
             return None
         if (out := self.call.output()) is not None:
-            return out
+            return to_fastrtc(out)
         chunk = await self.playout.next_chunk()
         return None if chunk is None else (SAMPLE_RATE, chunk)
 
@@ -128,7 +130,7 @@ class RealtimeHandler(AsyncStreamHandler):
         self._shutting_down = True
         if self._conn is not None:
             await self._conn.close()
-        await self.call.close()
+        await self.call.end(CloseReason.HUNG_UP)
 
     # ---- the call's hooks (`Voice`) ----------------------------------------------------------------
 
@@ -153,12 +155,13 @@ class RealtimeHandler(AsyncStreamHandler):
 
     # ---- call set-up -------------------------------------------------------------------------------
 
-    def _session_config(self, resume: bool) -> dict[str, Any]:
-        options, session = self.call.options, self.call.session
-        assert options is not None and session is not None
+    def _session_config(self, resume_draft: dict[str, Any] | None) -> dict[str, Any]:
+        """The session, with the draft so far when it resumes after a drop (`resume_draft`)."""
+        options = self.call.options
+        assert options is not None
         instructions = render_instructions(self.config, options.language)
-        if resume:
-            draft = json.dumps(session.snapshot()["reservation"], ensure_ascii=False)
+        if resume_draft is not None:
+            draft = json.dumps(resume_draft["reservation"], ensure_ascii=False)
             instructions += "\n\n" + resume_note(options.language, draft)
         self._instructions = instructions
         pcm = {"type": "audio/pcm", "rate": SAMPLE_RATE}
@@ -214,7 +217,7 @@ class RealtimeHandler(AsyncStreamHandler):
         except InvalidStatus as refused:
             status = refused.response.status_code
             if status in (401, 403):
-                raise CallEnded(notice("key_refused")) from None
+                raise CallEnded(notice("key_refused"), CloseReason.KEY_REFUSED) from None
             if resume:
                 raise ConnectionLost(f"HTTP {status}") from None
             raise CallEnded(notice("service_refused", status=status)) from None
@@ -224,7 +227,10 @@ class RealtimeHandler(AsyncStreamHandler):
             raise CallEnded(notice("unreachable")) from None
         self._conn = conn
         try:
-            await conn.session.update(session=self._session_config(resume))
+            session = self.call.session
+            assert session is not None
+            draft = await self.call.store_io(session.snapshot) if resume else None  # a store read: off the loop
+            await conn.session.update(session=self._session_config(draft))
             if resume:
                 self.call.system(notice("reconnected"))
             await self._create_response()
@@ -357,7 +363,7 @@ class RealtimeHandler(AsyncStreamHandler):
             self._turn.input_tokens = usage.get("input_tokens")
             self._turn.output_tokens = usage.get("output_tokens")
             self._turn.total_tokens = usage.get("total_tokens")
-            self._turn.cost_usd = realtime_cost(usage, self.settings.model)
+            self._turn.cost_usd = realtime_cost(usage, self.settings.model, self.settings.prices)
             self.call.changed()
         if response.get("status") == "failed":
             error = (response.get("status_details") or {}).get("error") or {}
