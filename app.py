@@ -1,13 +1,12 @@
 """AI-SHIFT reservation voicebot: talk to a voice agent that books a table, and watch the booking take shape.
 
-The whole flow on one screen: load the restaurant, build the page (the visitor's call and the owner's console),
-wire the voice handlers, launch. The restaurant lives in `assets/restaurant.toml`; everything else in
-`components/` (README, "How it is built").
+The whole flow on one screen: read the settings and the restaurant, build the page (the visitor's call and the
+owner's console), wire the voice handlers, launch. The restaurant lives in `assets/restaurant.toml`; everything
+else in `components/` (README, "How it is built").
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -19,46 +18,53 @@ from components.console.page import Console
 from components.engines.pipeline.handler import PipelineHandler
 from components.engines.realtime import RealtimeHandler
 from components.engines.uplink import hear_callers_sooner
-from components.phone.limits import share_call_limit
-from components.phone.server import build_server, freeze_startup_heap, run_phone, serve
 from components.restaurant.config import load_config
-from components.settings import AgentSettings
+from components.server.limits import share_call_limit
+from components.server.run import build_server, run_phone, serve
+from components.server.startup import freeze_startup_heap
+from components.settings import Settings
 from components.store.reservations import ReservationStore
 from components.web.head import PageHead
 from components.web.page import VisitorPage, header
 
 ASSETS = Path(__file__).parent / "assets"
 
-config = load_config()
-settings = AgentSettings.from_env()
-store = ReservationStore()
+try:  # every variable and the restaurant are checked before anything starts: a bad value stops the app, named
+    settings = Settings.load()
+    config = load_config(settings.restaurant_config)
+except (ValueError, OSError) as bad:
+    sys.exit(f"The app cannot start:\n{bad}")
+
+agent = settings.agent
+store = ReservationStore.from_settings(settings)
 if store_warning := store.db.warning():  # a Space without persistent storage or DATABASE_URL
     print(store_warning, flush=True)
-access = OwnerAccess.from_env()
+access = OwnerAccess.from_settings(settings)
 hear_callers_sooner()  # WebRTC: the caller's audio reaches the engines without aiortc's 80 ms playout buffer
 # Two voice engines behind the same rules, transcript and card; each call uses the one picked in Settings.
-handlers = {"realtime": RealtimeHandler(config, store, settings), "pipeline": PipelineHandler(config, store, settings)}
+handlers = {"realtime": RealtimeHandler(config, store, agent), "pipeline": PipelineHandler(config, store, agent)}
+head = {"config": config, "assets": ASSETS, "public_url": settings.line.public_url}
 
 with gr.Blocks(title=f"{config.name('en')} reservation voicebot") as demo:
     gr.HTML(f"<style>{(ASSETS / 'style.css').read_text(encoding='utf-8')}</style>", padding=False)
     gr.HTML(header(config), padding=False)
-    if os.environ.get("SPACE_ID"):
+    if settings.on_space:
         gr.DuplicateButton("このSpaceを複製 / Duplicate this Space", size="sm")
     with gr.Tabs():
         with gr.Tab("ご予約 / Book a table", id="book", elem_id="book-tab"):
             VisitorPage(config, settings, store, handlers).build(demo)
         with gr.Tab("管理 / Owner", id="owner", elem_id="owner-tab"):
-            Console(config, store, access).build(demo)
+            Console(config, store, access, behind_proxy=settings.on_space).build(demo)
 
 if __name__ == "__main__":
-    phone_handler = handlers[settings.engine]  # a caller has no Settings: the phone uses VOICE_ENGINE
+    phone_handler = handlers[agent.engine]  # a caller has no Settings: the phone uses VOICE_ENGINE
     if "--phone" in sys.argv:  # a temporary phone number from fastrtc's FastPhone (needs HF_TOKEN)
         run_phone(phone_handler, config=config, settings=settings)
-    elif "--server" in sys.argv or os.environ.get("VOICEBOT_SERVER") == "1":  # + Twilio line, offer route, /outputs
-        server = build_server(phone_handler, ui=demo, config=config, settings=settings, access=access)
-        server.add_middleware(PageHead, config=config, assets=ASSETS)  # link previews see the page's <head>
-        serve(server)
+    elif "--server" in sys.argv or settings.voicebot_server:  # + Twilio line, offer route, /outputs
+        server = build_server(phone_handler, ui=demo, config=config, settings=agent, line=settings.line, access=access)
+        server.add_middleware(PageHead, **head)  # link previews see the page's <head>
+        serve(server, settings)
     else:
-        share_call_limit(demo, settings.max_concurrent_calls)
+        share_call_limit(demo, agent.max_concurrent_calls)
         freeze_startup_heap()
-        demo.launch(app_kwargs={"middleware": [Middleware(PageHead, config=config, assets=ASSETS)]})
+        demo.launch(app_kwargs={"middleware": [Middleware(PageHead, **head)]})

@@ -1,7 +1,7 @@
 """The phone line and the server, called the way Twilio calls them: webhooks over HTTP, Media Streams over a
 WebSocket, with the scripted Realtime fake playing the model.
 
-Each test starts the real FastAPI app (`components.phone.server.build_server`, the app `python app.py --server`
+Each test starts the real FastAPI app (`components.server.run.build_server`, the app `python app.py --server`
 runs) with uvicorn on a free localhost port in a background thread, and acts as Twilio (`twilio_caller`):
 POST `/telephone/incoming`, follow the TwiML's `<Stream url>`, send `connected`/`start`/`media` (espeak-ng
 speech as 8 kHz mu-law, in real time)/`mark`/`stop`, and listen to the `media`, `clear` and `mark` that come
@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -31,13 +32,14 @@ import uvicorn
 from fastapi import FastAPI
 from fastrtc import WebRTC
 
+from components.call.options import CallRequest
 from components.console.access import OwnerAccess
 from components.engines.realtime import RealtimeHandler
-from components.phone.server import build_server
 from components.restaurant.config import RestaurantConfig, load_config
 from components.restaurant.fields import Reservation
 from components.restaurant.prompt import goodbye_instruction
-from components.settings import VOICES, AgentSettings
+from components.server.run import build_server
+from components.settings import VOICES, AgentSettings, Settings
 from components.store.reservations import ReservationStore
 from tests.domain_fixtures import bookable_day, write_config
 from tests.fake_realtime import (
@@ -148,10 +150,12 @@ def running_server(
 ) -> Iterator[ServerThread]:
     if fake is not None:
         monkeypatch.setenv("OPENAI_BASE_URL", fake.base_url)
-    agent = AgentSettings(**{"response_timeout_s": 5, **settings})
+    deployment = Settings.load()  # the environment as the server starts: `phone_env`, and a test's own changes
+    agent = dataclasses.replace(deployment.agent, **{"response_timeout_s": 5, **settings})
     handler = RealtimeHandler(config, store, agent)
+    ui = small_ui(handler, agent)
     app = build_server(
-        handler, ui=small_ui(handler, agent), config=config, settings=agent, feed_wait_s=2.0, access=OWNER
+        handler, ui=ui, config=config, settings=agent, line=deployment.line, feed_wait_s=2.0, access=OWNER
     )
     with ServerThread(app) as server:
         yield server
@@ -245,7 +249,8 @@ def test_twiml_escapes_the_restaurant_name_and_follows_the_public_address(config
             incoming(server.url, new_sid("CA"), headers={"Host": "voicebot.example.com", "X-Forwarded-Proto": "https"})
         )
         plain_http = parse_twiml(incoming(server.url, new_sid("CA"), headers={"Host": "voicebot.example.com"}))
-        phone_env.setenv("PUBLIC_URL", "https://phone.example.org")
+    phone_env.setenv("PUBLIC_URL", "https://phone.example.org")  # read when the server starts
+    with running_server(odd, store, None, phone_env) as server:
         configured = parse_twiml(incoming(server.url, new_sid("CA")))
         bad_host = parse_twiml(incoming(server.url, new_sid("CA"), headers={"Host": "evil.example/<x>"}))
 
@@ -605,11 +610,12 @@ def test_with_a_twilio_auth_token_only_signed_webhooks_and_their_streams_get_thr
             )
             unsigned_end = signed_post(f"{server.url}/telephone/ended", {"CallSid": call_sid})
             stray, forged, caller = asyncio.run(calls(server, auth))
-            phone_env.setenv("PUBLIC_URL", "https://voicebot.example.com")
-            behind_proxy = incoming(
-                server.url, new_sid("CA"), auth, sign_url="https://voicebot.example.com/telephone/incoming"
-            )
         connections = fake.connection_count
+    phone_env.setenv("PUBLIC_URL", "https://voicebot.example.com")  # read when the server starts
+    with running_server(config, store, None, phone_env) as server:
+        behind_proxy = incoming(
+            server.url, new_sid("CA"), auth, sign_url="https://voicebot.example.com/telephone/incoming"
+        )
 
     for refused in (unsigned, wrong, other_url, unsigned_end):
         assert refused.status_code == 403 and auth not in refused.text
@@ -768,7 +774,7 @@ async def webrtc_call(server: ServerThread, webrtc_id: str, via_ui: bool) -> Any
             answer = (await client.post(f"{server.url}/webrtc/offer", json={**body, "language": "en"})).json()
     await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
     if via_ui:  # the page's inputs, as Gradio's `tick` event hands them to fastrtc
-        component.set_input(webrtc_id, webrtc_id, "en", "cedar", "")
+        component.set_input(webrtc_id, webrtc_id, *CallRequest("en", "cedar").inputs())
     return pc
 
 

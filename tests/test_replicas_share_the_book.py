@@ -1,9 +1,10 @@
-"""Two replicas of the server on one PostgreSQL database: they sell the last table once, and agree on the book.
+"""Two replicas of the server on one PostgreSQL database agree on the book, one call after the other.
 
 Two `python app.py --server` processes share a `DATABASE_URL` on the test PostgreSQL server and the scripted
-Realtime fake. A phone caller books the restaurant's only table at 19:00 through the first; a second caller
-asks for the same table through the second and is refused as fully booked. The owner's console on each
-replica lists the booking, and a cancellation made on one is what the other shows.
+Realtime fake. A phone caller books the restaurant's only table at 19:00 through the first; then a second caller
+asks for the same table through the second and is told it is taken. The owner's console on each replica lists
+the booking, and a cancellation made on one is what the other shows. (Two writers racing for the last table at
+the same moment, across processes, are `test_domain_store.py`'s race tests.)
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from components.restaurant.config import load_config
 from components.store.reservations import ReservationStore
 from tests import postgres
 from tests.browser import AppProcess, chromium_session, have_browser_tools, open_app, silence_wav
-from tests.domain_fixtures import bookable_day, write_config
+from tests.domain_fixtures import bookable_day, count, write_config
 from tests.fake_realtime import FakeRealtimeServer, Script, call_tool, greet, on_caller_speech, say, user_said
 from tests.page import APP, open_console, select_booking, show_bookings_from, wait_for_rows
 from tests.twilio_caller import TwilioCaller, incoming, new_sid, parse_twiml
@@ -47,7 +48,7 @@ def phone_booking(url: str, fake: FakeRealtimeServer) -> None:
     asyncio.run(call())
 
 
-def test_two_servers_on_one_database_sell_the_last_table_once_and_list_the_same_book(tmp_path: Path) -> None:
+def test_a_booking_on_one_replica_fills_the_table_on_the_other_and_a_cancellation_shows_on_both(tmp_path: Path) -> None:
     assert have_browser_tools(), "browser tests need /usr/bin/chromium, espeak-ng and sox"
     config_path = write_config(tmp_path, {"tables = 6": "tables = 1"})
     day = bookable_day(load_config(config_path))
@@ -108,5 +109,5 @@ def test_two_servers_on_one_database_sell_the_last_table_once_and_list_the_same_
                 )
 
     store = ReservationStore(database)
-    assert store.count() == 1 and store.get(booked["booking_id"])["status"] == "cancelled"
+    assert count(store) == 1 and store.get(booked["booking_id"])["status"] == "cancelled"
     assert [entry["action"] for entry in store.audit.entries()] == ["cancelled", "booked"]

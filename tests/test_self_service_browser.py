@@ -27,7 +27,7 @@ from tests.browser import (
     speech_wav,
     start_call,
 )
-from tests.domain_fixtures import bookable_day
+from tests.domain_fixtures import bookable_day, count
 from tests.fake_realtime import FakeRealtimeServer, Script, call_tool, greet, on_caller_speech, say, user_said
 from tests.page import APP, CALL, app_env, no_traceback, record_card, wait_for_card, wait_for_line
 
@@ -136,5 +136,5 @@ def test_a_change_and_a_cancellation_by_voice_and_the_changed_booking_as_a_calen
     kept, dropped = store.get(keep), store.get(drop)
     assert (kept["status"], kept["time"], kept["date"]) == ("confirmed", "20:00", day)
     assert dropped["status"] == "cancelled" and dropped["cancelled_at"]
-    assert store.count() == 2
+    assert count(store) == 2
     assert [entry["action"] for entry in store.audit.entries()][:2] == ["cancelled", "changed"]

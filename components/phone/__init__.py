@@ -1,2 +1,5 @@
-"""The server and the phone line: one FastAPI app for the page, the WebRTC offer route, a Twilio number and
-the live feed (`/outputs`), with one call limit for all of them."""
+"""The phone line, one of the two doors into the server (`server/`): a Twilio number's webhooks (`twilio`) and its
+Media Streams (`media`), answered by the same voice agent as the page.
+
+May import: call, restaurant, settings, web
+"""

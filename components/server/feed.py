@@ -17,6 +17,8 @@ from typing import Any
 
 from fastrtc import AdditionalOutputs
 
+from components.call.state import CallView
+
 KEEPALIVE_S = 15.0
 KEEP_ENDED_S = 300.0  # an ended call's last view stays available this long
 FEED_IDLE_S = 3600.0
@@ -34,10 +36,10 @@ class _Feed:
 
 
 def _payload(outputs: Any) -> Any:
-    """The JSON of one `AdditionalOutputs`: its single argument (our handler's view dict), else the list."""
+    """The JSON-able value of one `AdditionalOutputs`: its single argument (the call's view), else the list."""
     if isinstance(outputs, AdditionalOutputs):
-        return outputs.args[0] if len(outputs.args) == 1 else list(outputs.args)
-    return outputs
+        outputs = outputs.args[0] if len(outputs.args) == 1 else list(outputs.args)
+    return outputs.model_dump(mode="json") if isinstance(outputs, CallView) else outputs
 
 
 class CallFeed:
