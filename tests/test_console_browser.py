@@ -21,9 +21,10 @@ import pytest
 from icalendar import Calendar
 from playwright.sync_api import sync_playwright
 
+from components.restaurant.book import BookingRefused
 from components.restaurant.config import load_config
 from components.restaurant.fields import Reservation
-from components.store.reservations import BookingRefused, ReservationStore
+from components.store.reservations import ReservationStore
 from tests.browser import (
     MIC_ACCESS_BUTTON,
     START_BUTTON,
