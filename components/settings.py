@@ -34,9 +34,17 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # OpenAI published them for these models (checked 2026-12; README "What a call costs"). `OPENAI_PRICES` (JSON, the
 # same shape: {"model": {"audio_in": 32, ...}}) overrides or adds models; unknown models cost 0.
 PRICES: dict[str, dict[str, float]] = {
+    "gpt-realtime-2.1": {
+        "text_in": 4.0, "text_in_cached": 0.4, "text_out": 24.0,
+        "audio_in": 32.0, "audio_in_cached": 0.4, "audio_out": 64.0,
+    },
     "gpt-realtime": {
         "text_in": 4.0, "text_in_cached": 0.4, "text_out": 16.0,
         "audio_in": 32.0, "audio_in_cached": 0.4, "audio_out": 64.0,
+    },
+    "gpt-realtime-2.1-mini": {
+        "text_in": 0.6, "text_in_cached": 0.06, "text_out": 2.4,
+        "audio_in": 10.0, "audio_in_cached": 0.3, "audio_out": 20.0,
     },
     "gpt-realtime-mini": {
         "text_in": 0.6, "text_in_cached": 0.06, "text_out": 2.4,
@@ -47,11 +55,15 @@ PRICES: dict[str, dict[str, float]] = {
     "whisper-1": {"audio_minute": 0.006},
     "gpt-5.4-mini": {"text_in": 0.25, "text_in_cached": 0.025, "text_out": 2.0},
     "gpt-4o-mini-tts": {"text_in": 0.6, "audio_minute": 0.015},
+    # GPT-Live bills the session's time, per second: active and (WebRTC only) standby minutes.
+    "gpt-live-1.1": {"active_minute": 0.05, "standby_minute": 0.02},
+    "gpt-live-1": {"active_minute": 0.05, "standby_minute": 0.02},
 }  # fmt: skip
 
 VOICES = ("marin", "cedar", "alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse")
 LANGUAGES = ("ja", "en")  # the caller's choice; the restaurant's default is in its config
-ENGINES = ("realtime", "pipeline")  # speech-to-speech, or VAD → speech-to-text → chat model → text-to-speech
+# full duplex with delegation (GPT-Live), speech-to-speech (Realtime), or VAD → STT → chat model → TTS
+ENGINES = ("live", "realtime", "pipeline")
 REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "off")
 
 Prices = Mapping[str, Mapping[str, float]]
@@ -134,14 +146,16 @@ class AgentSettings:
     owner's (`OPENAI_API_KEY`), never shown or logged.
     """
 
-    model: str = "gpt-realtime"
+    model: str = "gpt-realtime-2.1"
+    live_model: str = "gpt-live-1.1"
+    live_backend_model: str = "gpt-5.4-mini"
     transcription_model: str = "gpt-4o-mini-transcribe"
     voice: str = "marin"
     call_time_limit_s: int = 300
     max_concurrent_calls: int = 10
     idle_reprompt_ms: int = 8000
     response_timeout_s: int = 20
-    engine: str = "realtime"
+    engine: str = "live"
     api_key: str | None = field(default=None, repr=False)
     demo: DemoLimits = field(default_factory=DemoLimits)
     barge_in: BargeInSettings = field(default_factory=BargeInSettings)
@@ -213,6 +227,8 @@ class Settings(BaseSettings):
     # The OpenAI key and models
     openai_api_key: Token | None = Field(None, validation_alias="OPENAI_API_KEY")
     realtime_model: Model = Field(AgentSettings.model, validation_alias="OPENAI_REALTIME_MODEL")
+    live_model: Model = Field(AgentSettings.live_model, validation_alias="OPENAI_LIVE_MODEL")
+    live_backend_model: Model = Field(AgentSettings.live_backend_model, validation_alias="OPENAI_LIVE_BACKEND_MODEL")
     transcribe_model: Model = Field(AgentSettings.transcription_model, validation_alias="OPENAI_TRANSCRIBE_MODEL")
     voice: Annotated[Literal[*VOICES], Lowered] = Field(AgentSettings.voice, validation_alias="OPENAI_VOICE")
     chat_model: Model = Field(PipelineModels.chat_model, validation_alias="OPENAI_CHAT_MODEL")
@@ -321,6 +337,8 @@ class Settings(BaseSettings):
         key = self.openai_api_key.get_secret_value().strip() if self.openai_api_key else ""
         return AgentSettings(
             model=self.realtime_model,
+            live_model=self.live_model,
+            live_backend_model=self.live_backend_model,
             transcription_model=self.transcribe_model,
             voice=self.voice,
             call_time_limit_s=self.call_time_limit,

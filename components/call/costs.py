@@ -2,6 +2,8 @@
 
 * Realtime: every `response.done` carries `usage`, with audio, text and cached tokens apart on both sides;
   each is priced at its own rate (cached input is a small fraction of fresh input).
+* GPT-Live: the session's billable seconds (`session.usage.updated`, cumulative) at the per-minute prices, plus
+  the backend Responses model's tokens for each delegated task;
 * Pipeline: the chat model's usage (prompt, cached and completion tokens) per request; speech-to-text by its
   token usage, or by the minutes of audio for a model that reports only a duration; text-to-speech by the
   characters sent and the minutes of audio it returned (its API reports no usage).
@@ -37,8 +39,12 @@ def _tokens(usage: Any, *path: str) -> int:
 
 
 def _price(model: str, table: Prices) -> Mapping[str, float]:
-    """A model's rates; a dated snapshot (`gpt-realtime-2025-08-28`) is priced as its model."""
-    return table.get(model) or next((rates for name, rates in table.items() if model.startswith(name)), {})
+    """A model's rates; a dated snapshot (`gpt-realtime-2025-08-28`) is priced as the longest model name it starts
+    with."""
+    if model in table:
+        return table[model]
+    names = sorted((name for name in table if model.startswith(name)), key=len, reverse=True)
+    return table[names[0]] if names else {}
 
 
 def realtime_cost(usage: Any, model: str, prices: Prices = PRICES) -> float:
@@ -73,6 +79,28 @@ def chat_cost(usage: Any, model: str, prices: Prices = PRICES) -> float:
         + completion * rates.get("text_out", 0.0)
     )
     return cost / MILLION
+
+
+def responses_cost(usage: Any, model: str, prices: Prices = PRICES) -> float:
+    """One Responses call (GPT-Live's backend model): input tokens (the cached share at its own rate) and output."""
+    rates = _price(model, prices)
+    fresh, cached = _tokens(usage, "input_tokens"), _tokens(usage, "input_tokens_details", "cached_tokens")
+    cost = (
+        (fresh - cached) * rates.get("text_in", 0.0)
+        + cached * rates.get("text_in_cached", rates.get("text_in", 0.0))
+        + _tokens(usage, "output_tokens") * rates.get("text_out", 0.0)
+    )
+    return cost / MILLION
+
+
+def live_cost(usage: Any, model: str, prices: Prices = PRICES) -> float:
+    """A GPT-Live session so far, from its cumulative `usage` (seconds; the active and standby split where given):
+    billed per second at the active minute's price, standby at its own."""
+    rates = _price(model, prices)
+    seconds = float(_get(usage, "seconds") or 0.0)
+    paused = float(_get(usage, "paused_seconds") or 0.0)
+    active = float(_get(usage, "active_seconds") if _get(usage, "active_seconds") is not None else seconds - paused)
+    return active / 60 * rates.get("active_minute", 0.0) + paused / 60 * rates.get("standby_minute", 0.0)
 
 
 def transcription_cost(usage: Any, model: str, audio_s: float, prices: Prices = PRICES) -> float:

@@ -53,6 +53,10 @@ NOTICES: dict[str, tuple[str, str]] = {
         "通話の残り時間はあと{seconds}秒です。",
         "{seconds} {unit} left in this call.",
     ),
+    "quota": (
+        "このお店のOpenAIアカウントの利用上限に達したため、通話を終了します。お手数ですが、お店へ直接お電話ください。",
+        "The restaurant's OpenAI account has reached its limit, so this call has to end. Please call the restaurant.",
+    ),
     "internal_error": (
         "システム内部のエラーのため通話を終了しました。録音ボタンを押してもう一度お試しください。",
         "The call ended because of an internal error. Press record to try again.",

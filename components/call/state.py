@@ -141,6 +141,12 @@ class CallState:
         if line.status == "streaming":
             line.text += delta
 
+    def agent_text(self, item_id: str, text: str) -> None:
+        """The agent's line so far, whole (an engine that groups its transcript itself, like GPT-Live's)."""
+        line = self._line(item_id, "assistant")
+        if line.status == "streaming":
+            line.text = text
+
     def agent_done(self, item_id: str, transcript: str | None) -> None:
         line = self._line(item_id, "assistant")
         if line.status == "streaming":

@@ -255,6 +255,33 @@ def _join(*lines: str | None) -> str:
     return "\n".join(line for line in lines if line is not None)
 
 
+# ── The voice of a delegating engine (GPT-Live) ─────────────────────────────────
+
+_VOICE = {
+    "ja": (
+        "あなたはレストラン「{name}」の電話予約受付の声です。丁寧で温かい日本語で、短く一つずつ話してください。"
+        "記号や箇条書きは使わず、自然な話し言葉で話します。\n"
+        "予約の受付・空き確認・変更・キャンセル・折り返しのご依頼・お店についてのご質問は、すべて委任してください。"
+        "結果を自分で作らず、委任の結果だけをそのまま伝えます。結果を待つ間は「確認いたします」など一言だけ添えてください。\n"
+        "予約番号は一文字ずつはっきり読み上げます。お客様が別の言語で話したら、その言語で答えてください。"
+    ),
+    "en": (
+        "You are the voice of the phone reservation host of the restaurant {name}. Be warm and polite, keep each "
+        "turn short and ask one thing at a time, in natural spoken English with no lists or symbols.\n"
+        "Delegate everything about bookings: taking one, checking availability, changing or cancelling one, a "
+        "callback request, and any question about the restaurant. Never make up a result: say only what the "
+        'delegated work returns, and while it runs say one short line such as "Let me check."\n'
+        "Read booking numbers aloud one character at a time. If the caller speaks another language, answer in it."
+    ),
+}
+
+
+def voice_instructions(config: RestaurantConfig, language: str) -> str:
+    """The instructions of a voice model that delegates the work (GPT-Live): how to speak and when to delegate.
+    The rules and the tool workflow go to the backend model that does the work (`render_instructions`)."""
+    return _VOICE[language_code(language)].format(name=config.name(language))
+
+
 # ── Moments of a call the handler asks the model to handle ────────────────────
 
 _WRAP_UP = {
@@ -272,6 +299,17 @@ _RESUME = {
     "en": "The line dropped and was reconnected. Apologise briefly and continue from this booking draft "
     "(not yet confirmed): {draft}",
 }
+
+
+_GREETING = {
+    "ja": "お客様にお店の名前を添えて短くご挨拶し、ご用件をうかがってください。",
+    "en": "Greet the caller briefly with the restaurant's name and ask how you can help.",
+}
+
+
+def greeting_instruction(language: str) -> str:
+    """Said to a model that does not speak first by itself (GPT-Live) once its session has started."""
+    return _GREETING[language_code(language)]
 
 
 def wrap_up_instruction(language: str) -> str:
