@@ -15,6 +15,7 @@ from starlette.middleware import Middleware
 
 from components.console.access import OwnerAccess
 from components.console.page import Console
+from components.engines.live import LiveHandler
 from components.engines.pipeline.handler import PipelineHandler
 from components.engines.realtime import RealtimeHandler
 from components.engines.uplink import hear_callers_sooner
@@ -41,8 +42,9 @@ if store_warning := store.db.warning():  # a Space without persistent storage or
     print(store_warning, flush=True)
 access = OwnerAccess.from_settings(settings)
 hear_callers_sooner()  # WebRTC: the caller's audio reaches the engines without aiortc's 80 ms playout buffer
-# Two voice engines behind the same rules, transcript and card; each call uses the one picked in Settings.
-handlers = {"realtime": RealtimeHandler(config, store, agent), "pipeline": PipelineHandler(config, store, agent)}
+# Three voice engines behind the same rules, transcript and card; each call uses the one picked in Settings.
+engines = {"live": LiveHandler, "realtime": RealtimeHandler, "pipeline": PipelineHandler}
+handlers = {name: engine(config, store, agent) for name, engine in engines.items()}
 head = {"config": config, "assets": ASSETS, "public_url": settings.line.public_url}
 
 with gr.Blocks(title=f"{config.name('en')} reservation voicebot") as demo:

@@ -230,7 +230,7 @@ class PhoneLine:
     async def handle(self, websocket: WebSocket) -> None:
         """`/telephone/handler`: one Twilio Media Stream, run by fastrtc's WebSocketHandler (extended)."""
         handler = self.handler.copy()
-        handler.phone_mode = True
+        handler.use_phone_line()
         call = PhoneCall(handler, self)
         await call.handle_websocket(TwilioSocket(websocket, call))
 

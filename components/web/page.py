@@ -27,8 +27,13 @@ from components.web.takeaway import booking_ics, conversation_files
 from components.web.turn import missing_turn_warning, rtc_configuration
 from components.web.visitor import page_visitor
 
-ENGINE_LABELS = {"realtime": "通話 / Call", "pipeline": "通話（パイプライン）/ Call (pipeline)"}
+ENGINE_LABELS = {
+    "live": "通話 / Call",
+    "realtime": "通話（リアルタイム）/ Call (Realtime)",
+    "pipeline": "通話（パイプライン）/ Call (pipeline)",
+}
 ENGINE_CHOICES = {
+    "live": "GPT-Live（全二重）/ GPT-Live (full duplex)",
     "realtime": "リアルタイム音声 / Realtime (speech to speech)",
     "pipeline": "パイプライン / Pipeline (speech-to-text → chat model → text-to-speech)",
 }

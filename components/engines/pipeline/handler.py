@@ -107,6 +107,10 @@ class PipelineHandler(ReplyOnPause):
     def copy(self) -> PipelineHandler:
         return PipelineHandler(self.config, self.store, self.settings)
 
+    def use_phone_line(self) -> None:
+        """A phone call: fastrtc converts the line's 8 kHz μ-law to and from the engine's rates."""
+        self.phone_mode = True
+
     # ---- fastrtc interface (worker threads) --------------------------------------------------------
 
     def start_up(self) -> None:

@@ -84,6 +84,10 @@ class RealtimeHandler(AsyncStreamHandler):
     def copy(self) -> RealtimeHandler:
         return RealtimeHandler(self.config, self.store, self.settings)
 
+    def use_phone_line(self) -> None:
+        """A phone call: fastrtc converts the line's 8 kHz μ-law to and from the session's 24 kHz."""
+        self.phone_mode = True
+
     # ---- fastrtc interface -------------------------------------------------------------------------
 
     async def start_up(self) -> None:
