@@ -461,7 +461,8 @@ def open_app(page: Page, url: str, timeout_s: float = 30.0, ready_selector: str 
     Waits for DOMContentLoaded only: the page's Google Fonts and cdn requests fail fast in the closed network.
     """
     page.goto(url, wait_until="domcontentloaded", timeout=timeout_s * 1000)
-    page.wait_for_selector(ready_selector or f"{START_BUTTON}, {MIC_ACCESS_BUTTON}", timeout=timeout_s * 1000)
+    ready = page.locator(ready_selector or f"{START_BUTTON}, {MIC_ACCESS_BUTTON}").filter(visible=True).first
+    ready.wait_for(timeout=timeout_s * 1000)  # the shown engine's (the others' widgets are hidden)
     return page
 
 

@@ -23,8 +23,6 @@ from fastrtc import AdditionalOutputs, CloseStream
 
 from tests.speech import Echo, speech_pcm
 
-RATE = 24_000
-
 
 @dataclass
 class Heard:
@@ -77,10 +75,15 @@ class CallDriver:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    @property
+    def rate(self) -> int:
+        """The rate of the agent's audio (24 kHz, or 8 kHz for an engine that keeps a phone call's rate)."""
+        return self.handler.output_sample_rate
+
     def _clear_queue(self) -> None:
         """fastrtc's `clear_queue`: what was handed over but not yet played is dropped."""
         self.cleared += 1
-        self.dropped_ms += sum(pcm.size for pcm in self._out) * 1000 / RATE
+        self.dropped_ms += sum(pcm.size for pcm in self._out) * 1000 / self.rate
         self._out.clear()
 
     # fastrtc's calls into the handler (an async handler's, on the event loop)
@@ -105,7 +108,7 @@ class CallDriver:
                 self.closed = out.msg
             elif out is not None:
                 rate, pcm = out
-                assert rate == RATE and pcm.dtype == np.int16
+                assert rate == self.rate and pcm.dtype == np.int16
                 self._out.append(pcm)
 
     async def _speaker(self) -> None:
@@ -121,8 +124,8 @@ class CallDriver:
             rms = float(np.sqrt(np.mean(pcm.astype(np.float64) ** 2))) if pcm.size else 0.0
             self.heard.append(Heard(starts, pcm.size, rms))
             if self.echo is not None:
-                self.echo.played(starts, pcm, RATE)
-            ends = starts + pcm.size / RATE
+                self.echo.played(starts, pcm, self.rate)
+            ends = starts + pcm.size / self.rate
 
     async def _microphone(self) -> None:
         """A live microphone at the handler's input rate: 20 ms frames in real time, silence between words."""
@@ -219,7 +222,7 @@ class CallDriver:
         return self.view.get("reservation", {})
 
     def audible_ms(self, since: float = 0.0, threshold: float = 100.0) -> float:
-        return sum(h.samples for h in self.heard if h.at >= since and h.rms > threshold) * 1000 / RATE
+        return sum(h.samples for h in self.heard if h.at >= since and h.rms > threshold) * 1000 / self.rate
 
 
 def telephone(pcm: np.ndarray, rate: int) -> np.ndarray:

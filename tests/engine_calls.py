@@ -17,12 +17,14 @@ from typing import Any
 import pytest
 
 from components.call.options import CallRequest
+from components.engines.live import LiveHandler
 from components.engines.pipeline.handler import PipelineHandler
 from components.engines.realtime import RealtimeHandler
 from components.restaurant.config import RestaurantConfig
 from components.restaurant.lookup import Caller
 from components.settings import AgentSettings
 from components.store.reservations import ReservationStore
+from tests import fake_live as live
 from tests import fake_openai_http as http
 from tests import fake_realtime as realtime
 from tests.call_driver import CallDriver, PauseCallDriver
@@ -43,9 +45,13 @@ class Exchange:
     tools: Sequence[tuple[str, Any]] = field(default_factory=tuple)
 
 
+FAKES = {"live": live, "realtime": realtime, "pipeline": http}
+HANDLERS = {"live": LiveHandler, "realtime": RealtimeHandler, "pipeline": PipelineHandler}
+
+
 def fake_model(engine: str, greeting: str, exchanges: Sequence[Exchange]) -> Any:
     """The engine's scripted fake (a context manager serving `OPENAI_BASE_URL`)."""
-    fake = realtime if engine == "realtime" else http
+    fake = FAKES[engine]
     turns = [
         fake.on_caller_speech(
             fake.user_said(exchange.said),
@@ -55,6 +61,8 @@ def fake_model(engine: str, greeting: str, exchanges: Sequence[Exchange]) -> Any
         for exchange in exchanges
     ]
     script = fake.Script(fake.greet(greeting), *turns)
+    if engine == "live":
+        return live.FakeLiveServer(script, api_key=KEY, ms_per_char=15, min_audio_ms=300)
     if engine == "realtime":
         return realtime.FakeRealtimeServer(script, api_key=KEY, ms_per_char=15, min_audio_ms=300)
     return http.FakeOpenAIServer(script, api_key=KEY, ms_per_char=15)
@@ -78,16 +86,14 @@ def run_call(
     env.setenv("HF_HUB_OFFLINE", "1")
     env.delenv("OPENAI_API_KEY", raising=False)
     settings = AgentSettings(response_timeout_s=5, api_key=KEY if caller is not None else None)  # the owner's key
-    if engine == "realtime":
-        handler: Any = RealtimeHandler(config, store, settings).copy()
-    else:
-        handler = PipelineHandler(config, store, settings).copy()
+    handler: Any = HANDLERS[engine](config, store, settings).copy()
     if caller is not None:
-        handler.phone_mode = True
+        handler.use_phone_line()
         handler.call.caller = caller
     else:
         handler.set_args(["webrtc-id", *CallRequest(language, "cedar", KEY).inputs()])  # the page's inputs
-    driver = CallDriver(handler) if engine == "realtime" else PauseCallDriver(handler, phone_line=caller is not None)
+    pipeline = engine == "pipeline"  # a `ReplyOnPause` handler, whose methods fastrtc calls from threads
+    driver = PauseCallDriver(handler, phone_line=caller is not None) if pipeline else CallDriver(handler)
     if echo_db is not None:
         driver.echo = Echo(echo_db, handler.input_sample_rate)
 

@@ -19,22 +19,28 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests import fake_openai_http as http
 from tests.browser import MIC_ACCESS_BUTTON, START_BUTTON, call_state, page_time_ms, snap, visible_messages
+from tests.fake_live import FakeLiveServer
 from tests.fake_realtime import FakeRealtimeServer
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
-CALL = "#call-realtime"  # the call widget of the engine the page starts with
+CALL = "#call-realtime"  # the Realtime engine's call widget (the page starts with it against the Realtime fake)
 PIPELINE_CALL = "#call-pipeline"  # the one shown once Settings pick the pipeline engine
+LIVE_CALL = "#call-live"  # GPT-Live's, the Space's default
 BOOKING_ID = re.compile(r"^AS-[A-Z2-9]{4}$")
 LOUD = 0.02  # output meter RMS: the agent is audible
 QUIET = 0.01  # output meter RMS: nothing is playing
 
 
 def app_env(
-    tmp_path: Path, server: FakeRealtimeServer | http.FakeOpenAIServer | None, key: str | None
+    tmp_path: Path, server: FakeRealtimeServer | FakeLiveServer | http.FakeOpenAIServer | None, key: str | None
 ) -> dict[str, str]:
+    """The app's environment against `server`; the page starts with the engine that server plays (GPT-Live by
+    default, the Realtime engine against the Realtime fake)."""
     env = {"RESERVATIONS_DB": str(tmp_path / "reservations.db")}
     if server is not None:
         env["OPENAI_BASE_URL"] = server.base_url
+    if isinstance(server, FakeRealtimeServer):
+        env["VOICE_ENGINE"] = "realtime"
     if key is not None:
         env["OPENAI_API_KEY"] = key
     return env

@@ -29,6 +29,7 @@ import pytest
 from playwright.sync_api import Page, sync_playwright
 
 from components.restaurant.config import load_config
+from tests import fake_live as live
 from tests import fake_openai_http as http
 from tests.browser import (
     MIC_ACCESS_BUTTON,
@@ -56,6 +57,7 @@ from tests.page import (
     APP,
     BOOKING_ID,
     CALL,
+    LIVE_CALL,
     LOUD,
     PIPELINE_CALL,
     QUIET,
@@ -432,11 +434,11 @@ def test_phone_layout_fits_without_sideways_scrolling(tmp_path: Path, playwright
                 assert box["y"] + box["height"] <= height, f"the {name} is below the first screen: {box}"
 
         # First the component asks for the microphone, then shows the record button, in the same place.
-        check_fits("microphone button", f"{CALL} {MIC_ACCESS_BUTTON}", first_screen=True)
-        page.locator(f"{CALL} {MIC_ACCESS_BUTTON}").click()
-        page.wait_for_selector(f"{CALL} {START_BUTTON}", state="visible", timeout=10_000)
+        check_fits("microphone button", f"{LIVE_CALL} {MIC_ACCESS_BUTTON}", first_screen=True)
+        page.locator(f"{LIVE_CALL} {MIC_ACCESS_BUTTON}").click()
+        page.wait_for_selector(f"{LIVE_CALL} {START_BUTTON}", state="visible", timeout=10_000)
         page.wait_for_timeout(500)  # layout settles
-        check_fits("record button", f"{CALL} {START_BUTTON}", first_screen=True)
+        check_fits("record button", f"{LIVE_CALL} {START_BUTTON}", first_screen=True)
         check_fits("card", "#reservation-card .reservation-card")
         check_fits("transcript", "#transcript")
         check_fits("key box", "#api-key input, #api-key textarea")
@@ -561,6 +563,69 @@ def test_a_whole_booking_with_the_pipeline_engine(tmp_path: Path, playwright: An
     with sqlite3.connect(tmp_path / "reservations.db") as db:
         rows = db.execute("SELECT booking_id, guest_name, date, time, party_size FROM reservations").fetchall()
     assert rows == [(booking_id, "Suzuki", day, "19:00", 4)]
+
+
+def test_a_whole_booking_on_gpt_live_the_spaces_default(tmp_path: Path, playwright: Any) -> None:
+    """The page starts on the GPT-Live engine: its full-duplex session hears the browser's microphone, the fake Live
+    API plays the voice and its Responses backend, and the rules and the booking are our code's."""
+    day = bookable_day(load_config())
+    caller = ["My name is Kato, two people.", "Yes, please."]
+    agent = ["Hello, this is AI-SHIFT. How may I help you?", f"Kato, two guests on {day} at seven. Shall I book it?"]
+    script = live.Script(
+        live.greet(agent[0]),
+        live.on_caller_speech(
+            live.user_said(caller[0]),
+            live.call_tool("update_reservation", {"guest_name": "Kato", "date": day, "time": "19:00", "party_size": 2}),
+            agent[1],
+        ),
+        live.on_caller_speech(
+            live.user_said(caller[1]),
+            live.call_tool("confirm_reservation", {}),
+            live.say(lambda out: f"Booked. Your number is {out['booking_id']}."),
+        ),
+    )
+    wav = speech_wav(caller, tmp_path / "caller.wav", pad_silence_s=4.0, lead_silence_s=4.0, tail_silence_s=90)
+
+    with (
+        live.FakeLiveServer(script, api_key=KEY, ms_per_char=15, min_audio_ms=300) as server,
+        AppProcess(APP, tmp_path, app_env(tmp_path, server, KEY)) as app,
+        chromium_session(playwright, wav, tmp_path) as page,
+    ):
+        open_app(page, app.url)
+        assert page.locator(CALL).is_hidden() and page.locator(PIPELINE_CALL).is_hidden()
+        record_card(page)
+        start_call(page, root=LIVE_CALL)
+        wait_for_line(page, "bot", agent[0])
+        wait_for_line(page, "user", caller[0], timeout_s=30)
+        at, state = wait_for_card(page, lambda s: s["status"] == "ready", "ready to confirm")
+        assert fields_of(state)["guest_name"] == ("Kato", "filled") and fields_of(state)["party_size"] == (
+            "2",
+            "filled",
+        )
+        wait_for_line(page, "bot", agent[1])
+        wait_for_line(page, "user", caller[1], timeout_s=30)
+        at, state = wait_for_card(page, lambda s: s["status"] == "confirmed", "the confirmation", since=at)
+        booking_id = state["booking_id"]["attr"]
+        assert BOOKING_ID.match(booking_id) and state["booking_id"]["visible"], state
+        lines = wait_for_line(page, "bot", f"Booked. Your number is {booking_id}.")
+        assert lines == [
+            ("bot", agent[0]),
+            ("user", caller[0]),
+            ("bot", agent[1]),
+            ("user", caller[1]),
+            ("bot", f"Booked. Your number is {booking_id}."),
+        ], lines
+        assert not visible_messages(page, kinds=("error", "warning")), visible_messages(page)
+        snap(page, tmp_path, "live-booking-confirmed")
+        end_call(page, root=LIVE_CALL)
+        no_traceback(page)
+        assert server.problems() == [], server.problems()
+        assert server.session()["audio"]["format"] == {"type": "audio/pcm", "rate": 24000}
+        assert "Traceback" not in app.log_text(), app.log_tail()
+
+    with sqlite3.connect(tmp_path / "reservations.db") as db:
+        rows = db.execute("SELECT booking_id, guest_name, date, time, party_size FROM reservations").fetchall()
+    assert rows == [(booking_id, "Kato", day, "19:00", 2)]
 
 
 def pick_engine(page: Page, label: str, root: str) -> None:

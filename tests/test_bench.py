@@ -227,6 +227,8 @@ def summary(calls: int, **figures: Any) -> dict[str, Any]:
         "rss_per_call_mb": 2.0,
         "added_ms": ms,
         "barge_in_ms": ms,
+        "after_stop_ms": ms,
+        "card_usd_per_min": 0.05,
         "burst_pause_ms": ms,
         "bursts": {"kept": 20, "resumed": 0, "cut": 0, "n": 20},
         "interruptions": {"cut": 20, "n": 20},
@@ -236,7 +238,7 @@ def summary(calls: int, **figures: Any) -> dict[str, Any]:
 
 
 def test_the_targets_pass_or_miss_from_the_measured_figures() -> None:
-    def results(phone_top: dict, pipeline: dict, bursts: dict) -> dict[str, bool | None]:
+    def results(phone_top: dict, pipeline: dict, bursts: dict, live: dict) -> dict[str, bool | None]:
         benchmarks = {
             "webrtc": {
                 "levels": [
@@ -244,6 +246,7 @@ def test_the_targets_pass_or_miss_from_the_measured_figures() -> None:
                     {"calls": 20, "ours": summary(20), "floor": summary(20)},
                 ]
             },
+            "live": {"levels": [{"calls": 10, "ours": summary(10, **live), "floor": summary(10)}]},
             "pipeline": {"levels": [{"calls": 10, "ours": summary(10, pipeline=pipeline)}]},
             "phone": {
                 "levels": [
@@ -254,14 +257,20 @@ def test_the_targets_pass_or_miss_from_the_measured_figures() -> None:
         }
         return {v.target: v.passed for v in verdicts(benchmarks, [5.0], 1740)}
 
-    good = results({}, {"overhead_ms": {"p95": 40.0}}, {"kept": 18, "resumed": 1, "cut": 1, "n": 20})
-    bad = results({"underruns": 3}, {"overhead_ms": {"p95": 60.0}}, {"kept": 16, "resumed": 0, "cut": 4, "n": 20})
-    assert len(good) == 15 and None not in good.values() and all(good.values())
+    good_live = {"after_stop_ms": {"p95": 40.0}}
+    bad_live = {"after_stop_ms": {"p95": 80.0}, "underruns": 2}
+    good = results({}, {"overhead_ms": {"p95": 40.0}}, {"kept": 18, "resumed": 1, "cut": 1, "n": 20}, good_live)
+    bad = results(
+        {"underruns": 3}, {"overhead_ms": {"p95": 60.0}}, {"kept": 16, "resumed": 0, "cut": 4, "n": 20}, bad_live
+    )
+    assert len(good) == 20 and None not in good.values() and all(good.values())
     changed = {target for target in good if good[target] != bad[target]}
     assert changed == {
         "phone line: ≥ 40 concurrent calls with no underruns",
         "pipeline engine: our overhead p95 at N=10 ≤ 50 ms beyond the silence and the fakes' times",
         "150 ms burst mid-answer resumed with no cut in ≥ 95 % of tries, Realtime engine, WebRTC",
+        "GPT-Live: caller-side silence after its model stops for a barge-in, p95 at N=10 ≤ 60 ms",
+        "GPT-Live: 0 underruns at N=10",
     }
     assert not any(bad[target] for target in changed)
 
@@ -278,7 +287,7 @@ def test_the_quick_benchmark_reports_every_figure_of_every_benchmark(tmp_path: P
     [report] = tmp_path.glob("bench-*.json")
     assert report.with_suffix(".md").read_text() in printed  # the Markdown table is what was printed
     result = json.loads(report.read_text())
-    assert list(result["benchmarks"]) == ["webrtc", "pipeline", "phone"]
+    assert list(result["benchmarks"]) == ["webrtc", "live", "pipeline", "phone"]
     for name, bench in result["benchmarks"].items():
         [level] = bench["levels"]
         targets = ("ours",) if name == "pipeline" else ("ours", "floor")
@@ -287,7 +296,7 @@ def test_the_quick_benchmark_reports_every_figure_of_every_benchmark(tmp_path: P
         for target in targets:
             check_summary(name, target, level[target])
     assert "| 1 | 1/1 · 1/1 |" in printed and "| 1 | 1/1 |" in printed and "## Targets" in printed
-    assert len(result["targets"]) == 15
+    assert len(result["targets"]) == 19
     assert all(target["passed"] in (True, False, None) and target["measured"] for target in result["targets"])
 
 
@@ -304,6 +313,9 @@ def check_summary(bench: str, target: str, summary: dict[str, Any]) -> None:
     assert summary["bursts"]["kept"] + summary["bursts"]["resumed"] + summary["bursts"]["cut"] == 1, where
     assert summary["barge_in_detect_ms"]["n"] == (0 if bench == "pipeline" else 1), where
     assert summary["barge_in_clear_ms"]["n"] == (1 if bench == "phone" else 0), where
+    assert summary["after_stop_ms"]["n"] == (1 if (bench, target) == ("live", "ours") else 0), where
+    if target == "ours" and bench in ("webrtc", "live"):
+        assert summary["card_usd_per_min"] > 0, where  # what the card showed, per minute of the call
     assert isinstance(summary["underruns"], int) and isinstance(summary["lost_frames"], int), where
     for figure in ("server_cpu_percent", "page_served_s", "harness_cpu_percent"):
         assert isinstance(summary[figure], float) and summary[figure] > 0, (where, figure)

@@ -93,7 +93,7 @@ def test_a_voice_booking_is_in_the_console_and_the_owner_cancels_and_exports_it(
     with (
         sync_playwright() as playwright,
         FakeRealtimeServer(script, api_key=KEY, ms_per_char=15, min_audio_ms=300) as server,
-        AppProcess(APP, tmp_path, {**env, "OPENAI_BASE_URL": server.base_url}) as app,
+        AppProcess(APP, tmp_path, {**env, **app_env(tmp_path, server, KEY)}) as app,
         chromium_session(playwright, wav, tmp_path) as page,
     ):
         open_app(page, app.url)

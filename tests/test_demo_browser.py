@@ -22,6 +22,7 @@ from playwright.sync_api import sync_playwright
 
 from components.call.costs import realtime_cost
 from components.restaurant.config import load_config
+from components.settings import AgentSettings
 from components.store.reservations import ReservationStore
 from tests.browser import AppProcess, chromium_session, end_call, have_browser_tools, open_app, silence_wav, snap
 from tests.browser import start_call as start_and_wait
@@ -72,7 +73,7 @@ def test_with_the_days_minutes_used_up_the_owners_key_is_refused_and_a_visitors_
     with (
         sync_playwright() as playwright,
         FakeRealtimeServer(Script(greet(GREETING)), min_audio_ms=300) as fake,
-        AppProcess(APP, tmp_path, {**env, "OPENAI_BASE_URL": fake.base_url}) as app,
+        AppProcess(APP, tmp_path, {**env, **app_env(tmp_path, fake, OWNER_KEY)}) as app,
         chromium_session(playwright, silence_wav(tmp_path / "quiet.wav", 60), tmp_path) as page,
     ):
         open_app(page, app.url)
@@ -105,7 +106,7 @@ def test_one_call_per_visitor_lets_one_through_refuses_the_second_and_a_restart_
         sync_playwright() as playwright,
         FakeRealtimeServer(Script(greet(GREETING)), min_audio_ms=300) as fake,
     ):
-        env["OPENAI_BASE_URL"] = fake.base_url
+        env |= app_env(tmp_path, fake, OWNER_KEY)
         quiet = silence_wav(tmp_path / "quiet.wav", 60)
         with AppProcess(APP, tmp_path, env) as app, chromium_session(playwright, quiet, tmp_path) as page:
             open_app(page, app.url)
@@ -130,7 +131,7 @@ def test_with_an_access_code_only_the_link_with_it_uses_the_owners_key(tmp_path:
     with (
         sync_playwright() as playwright,
         FakeRealtimeServer(Script(greet(GREETING)), min_audio_ms=300) as fake,
-        AppProcess(APP, tmp_path, {**env, "OPENAI_BASE_URL": fake.base_url}) as app,
+        AppProcess(APP, tmp_path, {**env, **app_env(tmp_path, fake, OWNER_KEY)}) as app,
         chromium_session(playwright, silence_wav(tmp_path / "quiet.wav", 60), tmp_path) as page,
     ):
         open_app(page, app.url)
@@ -193,7 +194,7 @@ def test_the_first_minute_shows_what_to_say_and_the_conversation_and_its_cost_go
         snap(page, tmp_path, "after-the-call")
         usages = [event["response"]["usage"] for event in fake.sent_events("response.done")]
 
-    expected = sum(realtime_cost(usage, "gpt-realtime") for usage in usages)
+    expected = sum(realtime_cost(usage, AgentSettings().model) for usage in usages)  # the default model's prices
     assert expected > 0 and shown_cost == pytest.approx(expected, abs=1e-6)
     assert [line["text"] for line in record["transcript"]][:3] == [GREETING, caller[0], answer]
     assert record["cost_usd"] == pytest.approx(expected, abs=1e-6)

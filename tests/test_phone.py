@@ -34,6 +34,7 @@ from fastrtc import WebRTC
 
 from components.call.options import CallRequest
 from components.console.access import OwnerAccess
+from components.engines.live import LiveHandler
 from components.engines.realtime import RealtimeHandler
 from components.restaurant.config import RestaurantConfig, load_config
 from components.restaurant.fields import Reservation
@@ -41,6 +42,7 @@ from components.restaurant.prompt import goodbye_instruction
 from components.server.run import build_server
 from components.settings import VOICES, AgentSettings, Settings
 from components.store.reservations import ReservationStore
+from tests import fake_live as live
 from tests.domain_fixtures import bookable_day, write_config
 from tests.fake_realtime import (
     FakeRealtimeServer,
@@ -109,10 +111,11 @@ def small_ui(handler: RealtimeHandler, settings: AgentSettings) -> gr.Blocks:
         language = gr.Radio(["ja", "en"], value="en")
         voice = gr.Dropdown(list(VOICES), value=settings.voice)
         key = gr.Textbox(type="password")
+        visitor = gr.State(None)
         transcript = gr.JSON()
         call.stream(
             handler,
-            inputs=[call, language, voice, key],
+            inputs=[call, language, voice, key, visitor],
             outputs=[call],
             concurrency_limit=settings.max_concurrent_calls,
             time_limit=settings.call_time_limit_s + 15,
@@ -144,15 +147,16 @@ def phone_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 def running_server(
     config: RestaurantConfig,
     store: ReservationStore,
-    fake: FakeRealtimeServer | None,
+    fake: FakeRealtimeServer | live.FakeLiveServer | None,
     monkeypatch: pytest.MonkeyPatch,
+    engine: type = RealtimeHandler,
     **settings: Any,
 ) -> Iterator[ServerThread]:
     if fake is not None:
         monkeypatch.setenv("OPENAI_BASE_URL", fake.base_url)
     deployment = Settings.load()  # the environment as the server starts: `phone_env`, and a test's own changes
     agent = dataclasses.replace(deployment.agent, **{"response_timeout_s": 5, **settings})
-    handler = RealtimeHandler(config, store, agent)
+    handler = engine(config, store, agent)
     ui = small_ui(handler, agent)
     app = build_server(
         handler, ui=ui, config=config, settings=agent, line=deployment.line, feed_wait_s=2.0, access=OWNER
@@ -347,6 +351,60 @@ def test_a_booking_made_over_the_phone_lands_in_the_store_and_the_feed_follows_i
     assert all(KEY not in json.dumps(view) for _, view in feed.views)
     assert feed.ended  # the stream said the call is over when the caller hung up
     assert ended.verbs == ["Hangup"]
+
+
+def test_a_booking_on_the_live_engine_stays_8_khz_mu_law_from_the_caller_to_the_model_and_back(
+    config, store, phone_env
+) -> None:
+    day = bookable_day(config)
+    script = live.Script(
+        live.greet("Hello, this is AI-SHIFT. May I have your name?"),
+        live.on_caller_speech(
+            live.user_said("My name is Yamada, four people on Friday at seven."),
+            live.call_tool(
+                "update_reservation", {"guest_name": "Yamada", "date": day, "time": "19:00", "party_size": 4}
+            ),
+            live.say("Yamada, four guests at seven. Shall I book it?"),
+        ),
+        live.on_caller_speech(
+            live.user_said("Yes, please."),
+            live.call_tool("confirm_reservation", {}),
+            live.say(lambda out: f"Booked. Your booking number is {' '.join(out['booking_id'])}."),
+        ),
+    )
+
+    async def call(server: ServerThread) -> TwilioCaller:
+        _, caller = start_call(server)
+        async with caller:
+            await caller.until(lambda: caller.audible_ms() > 300, what="the greeting")
+            await caller.until_quiet()
+            for words in ("My name is Yamada, four people on Friday at seven.", "Yes, please."):
+                heard = caller.audible_ms()
+                await caller.say(words)
+                answered = lambda heard=heard: caller.audible_ms() > heard + 400  # noqa: E731
+                await caller.until(answered, what=f"an answer to {words!r}")
+                await caller.until_quiet()
+            await caller.hang_up()
+        return caller
+
+    with live.FakeLiveServer(script, api_key=KEY, ms_per_char=15, min_audio_ms=300) as fake:
+        with running_server(config, store, fake, phone_env, engine=LiveHandler) as server:
+            started = time.monotonic()
+            caller = asyncio.run(call(server))
+            call_s = time.monotonic() - started
+        session, problems = fake.session(), fake.problems()
+        outputs, heard_by_model = fake.tool_outputs(), fake.received_audio(1)
+
+    assert problems == []
+    assert session["audio"]["format"] == {"type": "audio/pcmu", "rate": 8000}  # Twilio's own format, both ways
+    # 8 kHz all along: the model heard about as many samples as the call lasted at 8 kHz (never 24 kHz)...
+    assert 0.5 * call_s * 8000 < heard_by_model.size <= call_s * 8000
+    # ...and the caller got 8 kHz μ-law, as the model sent it (no resampling), in 20-40 ms chunks.
+    sizes = [len(base64.b64decode(m["media"]["payload"])) for m in caller.media_messages()]
+    assert set(sizes) <= {160, 320} and caller.audible_ms() > 1800  # 20 or 40 ms
+    booking_id = outputs[-1].output["booking_id"]
+    row = store.get(booking_id)
+    assert (row["guest_name"], row["party_size"], row["source"]) == ("Yamada", 4, "phone")
 
 
 def test_barge_in_on_the_phone_tells_twilio_to_clear_what_the_caller_would_hear(config, store, phone_env) -> None:
@@ -827,6 +885,7 @@ def test_python_app_py_server_serves_the_ui_the_phone_line_and_the_feed(config, 
         env = {
             "OPENAI_API_KEY": KEY,
             "OPENAI_BASE_URL": fake.base_url,
+            "VOICE_ENGINE": "realtime",
             "RESERVATIONS_DB": str(tmp_path / "reservations.db"),
             "TWILIO_AUTH_TOKEN": "",
             "PUBLIC_URL": "",

@@ -75,7 +75,7 @@ def run_call(
         settings = dataclasses.replace(settings, api_key=KEY)
     handler = PipelineHandler(config, store, settings).copy()
     if phone:
-        handler.phone_mode = True
+        handler.use_phone_line()
     else:
         handler.set_args(["webrtc-id", *CallRequest(language, "cedar", key).inputs()])  # the page's inputs
 

@@ -68,6 +68,7 @@ def test_a_booking_on_one_replica_fills_the_table_on_the_other_and_a_cancellatio
             "RESTAURANT_CONFIG": str(config_path),
             "OPENAI_API_KEY": KEY,
             "OPENAI_BASE_URL": fake.base_url,
+            "VOICE_ENGINE": "realtime",  # the engine the fake plays, on the phone line
             "OWNER_PASSWORD": PASSWORD,
             "TWILIO_AUTH_TOKEN": "",
             "PUBLIC_URL": "",

@@ -24,7 +24,7 @@ BAD_VALUES = [
     ("HF_TOKEN", "hf_abc\ndef", "one word"),
     ("CALL_TIME_LIMIT", "10", "at least 30"),
     ("MAX_CONCURRENT_CALLS", "ten", "whole number"),
-    ("VOICE_ENGINE", "cascade", "one of realtime, pipeline"),
+    ("VOICE_ENGINE", "cascade", "one of live, realtime, pipeline"),
     ("OPENAI_REALTIME_MODEL", "gpt realtime", "model name"),
     ("OPENAI_VOICE", "robot", "one of marin"),
     ("OPENAI_TRANSCRIBE_MODEL", "whisper 1", "model name"),
@@ -95,11 +95,11 @@ def test_a_bad_value_stops_the_app_at_start_with_its_name() -> None:
 
 
 def test_the_voice_engine_is_chosen_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert Settings.load().agent.engine == "realtime"
+    assert Settings.load().agent.engine == "live"  # GPT-Live, the Space's default
     monkeypatch.setenv("VOICE_ENGINE", "Pipeline")
     assert Settings.load().agent.engine == "pipeline"
     monkeypatch.setenv("VOICE_ENGINE", "cascade")
-    with pytest.raises(ValueError, match="VOICE_ENGINE must be one of realtime, pipeline"):
+    with pytest.raises(ValueError, match="VOICE_ENGINE must be one of live, realtime, pipeline"):
         Settings.load()
 
 
