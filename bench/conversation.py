@@ -14,6 +14,7 @@ fake's server VAD: 20 ms windows at or above `VAD_THRESHOLD_DBFS`, `SPEECH_START
 
 from __future__ import annotations
 
+from tests import fake_live as live
 from tests.fake_realtime import Script, greet, inaudible, on_caller_speech, pause, say, user_said
 
 KEY = "sk-bench-not-a-real-key"
@@ -67,3 +68,14 @@ def fake_script(rounds: int) -> Script:
         )
         turns.append(on_caller_speech(inaudible()))
     return Script(*turns)
+
+
+def live_script(rounds: int) -> live.Script:
+    """The fake GPT-Live server's side of the same conversation. Its model stops by itself when the caller talks
+    over it for 200 ms (the interruption does, the burst does not), and the burst is a turn it does not answer."""
+    turns = [live.greet(live.pause(THINK_S), live.say(GREETING_TEXT, audio_ms=GREETING_MS))]
+    for _ in range(rounds):
+        turns.append(live.on_caller_speech(live.pause(THINK_S), live.say(LONG_TEXT, audio_ms=LONG_ANSWER_MS)))
+        turns.append(live.on_caller_speech(live.pause(THINK_S), live.say(SHORT_TEXT, audio_ms=SHORT_ANSWER_MS)))
+        turns.append(live.on_caller_speech())
+    return live.Script(*turns)

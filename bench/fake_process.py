@@ -1,7 +1,7 @@
 """A fake OpenAI service in its own process, and the time stamps it took, fetched over a pipe.
 
-Two fakes: the Realtime server (`tests.fake_realtime`, for the Realtime engine) and the HTTP API
-(`bench.fake_openai`, for the pipeline engine). Either runs in its own process, not a thread of the
+Three fakes: the GPT-Live server (`tests.fake_live`), the Realtime server (`tests.fake_realtime`) and the HTTP
+API (`bench.fake_openai`, for the pipeline engine). Either runs in its own process, not a thread of the
 benchmark: the fakes decode and scan every caller's audio, and the callers' WebRTC stacks are busy too;
 sharing one GIL would delay the fake's answers by the harness's load. Stamps are `time.monotonic()`
 (CLOCK_MONOTONIC), which is one clock for all processes on the machine.
@@ -17,9 +17,10 @@ from typing import Any, Protocol
 from bench import conversation as talk
 from bench.fake_openai import BenchOpenAIServer
 from bench.stamps import ConnectionStamps
+from tests.fake_live import FakeLiveServer
 from tests.fake_realtime import FakeRealtimeServer
 
-KINDS = ("realtime", "pipeline")
+KINDS = ("live", "realtime", "pipeline")
 
 
 class _Fake(Protocol):
@@ -72,9 +73,36 @@ class _RealtimeFake:
         self.server.stop()
 
 
+class _LiveFake:
+    """The fake GPT-Live server playing the conversation on every connection (its output paced by the caller's
+    audio, as the real one's), and its stamps."""
+
+    def __init__(self, rounds: int) -> None:
+        self.server = FakeLiveServer(
+            talk.live_script(rounds), api_key=talk.KEY, vad_threshold_dbfs=talk.VAD_THRESHOLD_DBFS
+        ).__enter__()
+        self.base_url = self.server.base_url
+
+    def connections(self) -> list[int]:
+        return list(range(1, self.server.connection_count() + 1))
+
+    def stamps(self) -> list[ConnectionStamps]:
+        return [
+            ConnectionStamps(conn, kinds.get("answers", []), kinds.get("heard", []), model_stops=kinds.get("stops", []))
+            for conn, kinds in sorted(self.server.stamps().items())
+        ]
+
+    def problems(self) -> list[str]:
+        return self.server.problems()
+
+    def stop(self) -> None:
+        self.server.__exit__(None, None, None)
+
+
 def _serve(pipe: Connection, kind: str, rounds: int) -> None:
     """The child process: run the fake until told to stop, answering the parent's questions."""
-    fake: _Fake = _RealtimeFake(rounds) if kind == "realtime" else BenchOpenAIServer().start()
+    fakes = {"live": _LiveFake, "realtime": _RealtimeFake}
+    fake: _Fake = fakes[kind](rounds) if kind in fakes else BenchOpenAIServer().start()
     pipe.send(fake.base_url)
     try:
         while True:
@@ -92,7 +120,7 @@ def _serve(pipe: Connection, kind: str, rounds: int) -> None:
 
 
 class FakeProcess:
-    """One fake (`kind`: "realtime" or "pipeline") for one benchmark level, in a child process (a context
+    """One fake (`kind`: "live", "realtime" or "pipeline") for one benchmark level, in a child process (a context
     manager). A connection is one call: a Realtime WebSocket, or a conversation of the HTTP API."""
 
     def __init__(self, kind: str, rounds: int) -> None:

@@ -18,6 +18,7 @@ it never stops the level.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import time
@@ -137,7 +138,22 @@ async def _add_server_stamps(
         elif call.conn in by_conn:
             stamps = by_conn[call.conn]
             log.answer_starts, log.detections = stamps.answer_starts, stamps.speech_started
-            log.turns, log.replies = stamps.turns, stamps.replies
+            log.turns, log.replies, log.stops = stamps.turns, stamps.replies, stamps.model_stops
+        if server.fake is not None and target.transport == "webrtc" and log.failure is None:
+            log.cost_usd = await _card_cost(client, server.url, caller.webrtc_id)
+            log.card_s = (log.spoken[-1].ended - log.spoken[0].started) if log.spoken else None
+
+
+async def _card_cost(client: httpx.AsyncClient, url: str, webrtc_id: str) -> float | None:
+    """What the call's card showed at its end: the live feed keeps an ended call's last view a while."""
+    try:
+        async with client.stream("GET", f"{url}/outputs", params={"webrtc_id": webrtc_id}, timeout=10) as feed:
+            async for line in feed.aiter_lines():
+                if line.startswith("data:"):
+                    return sum(turn.get("cost_usd") or 0.0 for turn in json.loads(line[5:]).get("turns", []))
+    except httpx.HTTPError:
+        return None
+    return None
 
 
 async def run_level(target: Target, calls: int, rounds: int, speech: Speech, workdir: Path, seed: int) -> LevelRun:

@@ -55,6 +55,9 @@ class CallLog:
     answer_starts: list[float] = field(default_factory=list)
     detections: list[float] = field(default_factory=list)
     clears: list[float] | None = None
+    stops: list[float] = field(default_factory=list)  # GPT-Live's model stopped for the caller
+    cost_usd: float | None = None  # what the call's card showed at its end
+    card_s: float | None = None  # how long the call talked, for the card's cost per minute
     turns: list[HeardTurn] = field(default_factory=list)
     replies: list[SpokenReply] = field(default_factory=list)
     failure: str | None = None
@@ -69,6 +72,7 @@ class CallFigures:
     barge_in_ms: list[float] = field(default_factory=list)
     barge_in_detect_ms: list[float] = field(default_factory=list)
     barge_in_clear_ms: list[float] = field(default_factory=list)
+    after_stop_ms: list[float] = field(default_factory=list)  # GPT-Live: audible after its model had stopped
     burst_pause_ms: list[float] = field(default_factory=list)
     bursts_kept: int = 0
     bursts_resumed: int = 0
@@ -208,6 +212,9 @@ def _barge_in(figures: CallFigures, turn: Spoken, packets: list[Heard], log: Cal
     detected = next((t for t in sorted(log.detections) if t >= turn.started), None)
     if detected is not None:
         figures.barge_in_detect_ms.append(1000 * (detected - turn.started))
+    stopped = next((t for t in sorted(log.stops) if t >= turn.started), None)
+    if stopped is not None and stopped <= turn.ended:
+        figures.after_stop_ms.append(max(0.0, 1000 * (after[-1].end - stopped)))
     cleared = next((t for t in sorted(log.clears or []) if t >= turn.started), None)
     if cleared is not None and cleared <= turn.ended:
         figures.barge_in_clear_ms.append(1000 * (cleared - turn.started))

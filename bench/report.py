@@ -23,6 +23,7 @@ BUSY_MACHINE_PERCENT = 20.0  # other processes took this much CPU during a level
 TARGETS = ("ours", "floor")
 TITLES = {
     "webrtc": "WebRTC, Realtime engine (`app.py --server` with the fake Realtime server) · fastrtc floor",
+    "live": "WebRTC, GPT-Live engine (`VOICE_ENGINE=live`, the fake Live server) · fastrtc floor",
     "pipeline": "WebRTC, pipeline engine (`VOICE_ENGINE=pipeline`, the fake HTTP API); the floor is the fakes' times",
     "phone": "Phone line, Realtime engine (Twilio Media Streams to `/telephone/handler`) · fastrtc's phone floor",
 }
@@ -69,6 +70,13 @@ def _pipeline(logs: list[Any]) -> dict[str, Any] | None:
     }
 
 
+def _card_cost_per_minute(logs: list[Any]) -> float | None:
+    """What the calls' cards showed, per minute of talk (None where no card was read)."""
+    costed = [log for log in logs if log.cost_usd is not None and log.card_s]
+    minutes = sum(log.card_s for log in costed) / 60
+    return sum(log.cost_usd for log in costed) / minutes if minutes else None
+
+
 def summarise(run: LevelRun) -> Summary:
     """One target at one level: pooled call figures, the calls that failed, the server's load."""
     figures = [measure(log) for log in run.logs]
@@ -87,6 +95,8 @@ def summarise(run: LevelRun) -> Summary:
         "barge_in_ms": spread(pooled.barge_in_ms),
         "barge_in_detect_ms": spread(pooled.barge_in_detect_ms),
         "barge_in_clear_ms": spread(pooled.barge_in_clear_ms),
+        "after_stop_ms": spread(pooled.after_stop_ms),
+        "card_usd_per_min": _card_cost_per_minute(run.logs),
         "bursts": {"kept": pooled.bursts_kept, "resumed": pooled.bursts_resumed, "cut": pooled.bursts_cut, "n": tries},
         "burst_pause_ms": spread(pooled.burst_pause_ms),
         "interruptions": {
@@ -158,6 +168,11 @@ LATENCY_COLUMNS: list[tuple[str, Cell]] = [
     ("real interruptions cut", lambda s: "{cut}/{n}".format(**s["interruptions"])),
 ]
 PHONE_COLUMNS: list[tuple[str, Cell]] = [("barge-in to `clear` p50 / p95", lambda s: _pair(s["barge_in_clear_ms"]))]
+LIVE_COLUMNS: list[tuple[str, Cell]] = [
+    ("audible after the model stopped p50 / p95", lambda s: _pair(s["after_stop_ms"])),
+    ("card $ per minute", lambda s: "–" if s["card_usd_per_min"] is None else f"{s['card_usd_per_min']:.4f}"),
+]
+COST_COLUMNS: list[tuple[str, Cell]] = [LIVE_COLUMNS[1]]
 LOAD_COLUMNS: list[tuple[str, Cell]] = [
     ("underruns (starved ms)", lambda s: f"{s['underruns']} ({s['starved_ms']:.0f})"),
     ("lost frames", lambda s: str(s["lost_frames"])),
@@ -273,7 +288,8 @@ def _floor_transport(benchmarks: dict[str, Any], levels: list[Level]) -> list[st
 def _section(name: str, bench: dict[str, Any], benchmarks: dict[str, Any]) -> list[str]:
     levels = bench["levels"]
     targets = tuple(t for t in TARGETS if any(t in level for level in levels))
-    latency = LATENCY_COLUMNS + (PHONE_COLUMNS if name == "phone" else [])
+    extra = {"phone": PHONE_COLUMNS, "live": LIVE_COLUMNS, "webrtc": COST_COLUMNS}
+    latency = LATENCY_COLUMNS + extra.get(name, [])
     lines = [f"## {TITLES[name]}", "", *_table(levels, latency, targets, "floor" in targets), ""]
     if name == "pipeline":
         lines += ["Voice to voice by stage: each stage's p50 (our part of it in brackets).", ""]

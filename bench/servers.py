@@ -8,6 +8,7 @@ is measured.
 Three benchmarks (`BENCHMARKS`), each a list of targets measured one after the other at every level:
 
 - `webrtc`: the Realtime engine over WebRTC (with the fake Realtime server), and the fastrtc floor;
+- `live`: the GPT-Live engine over WebRTC (with the fake Live server), and the same floor;
 - `pipeline`: the pipeline engine over WebRTC (with the fake HTTP API); its floor is the fakes' own times;
 - `phone`: the phone line (Realtime engine), called as Twilio Media Streams, and the floor's phone line.
 """
@@ -54,9 +55,16 @@ _APP, _FLOOR, _OFFER = ROOT / "app.py", ROOT / "bench" / "floor_app.py", {"langu
 OURS = Target("ours", "webrtc", _APP, ("--server",), fake="realtime", offer_fields=_OFFER)
 FLOOR = Target("floor", "webrtc", _FLOOR)
 PIPELINE = Target("ours", "pipeline", _APP, ("--server",), fake="pipeline", offer_fields=_OFFER)
+LIVE = Target("ours", "live", _APP, ("--server",), fake="live", offer_fields=_OFFER)
+LIVE_FLOOR = Target("floor", "live", _FLOOR)
 PHONE = Target("ours", "phone", _APP, ("--server",), fake="realtime", transport="phone")
 PHONE_FLOOR = Target("floor", "phone", _FLOOR, transport="phone")
-BENCHMARKS: dict[str, list[Target]] = {"webrtc": [FLOOR, OURS], "pipeline": [PIPELINE], "phone": [PHONE_FLOOR, PHONE]}
+BENCHMARKS: dict[str, list[Target]] = {
+    "webrtc": [FLOOR, OURS],
+    "live": [LIVE_FLOOR, LIVE],
+    "pipeline": [PIPELINE],
+    "phone": [PHONE_FLOOR, PHONE],
+}
 
 
 @dataclass

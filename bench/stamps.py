@@ -41,10 +41,12 @@ class SpokenReply:
 @dataclass
 class ConnectionStamps:
     """What the server side did on one call: when it handed over the first audio of each answer, and when it
-    saw the caller start speaking; for the pipeline engine, each turn and reply too."""
+    saw the caller start speaking; for the pipeline engine, each turn and reply too; for GPT-Live, when its model
+    stopped talking for the caller."""
 
     conn: int
     answer_starts: list[float]
     speech_started: list[float]
     turns: list[HeardTurn] = field(default_factory=list)
     replies: list[SpokenReply] = field(default_factory=list)
+    model_stops: list[float] = field(default_factory=list)  # GPT-Live: the model stopped for the caller

@@ -14,7 +14,12 @@ from typing import Any
 Level = dict[str, Any]
 Summary = dict[str, Any]
 Benchmarks = dict[str, dict[str, Any]]
-ENGINES = {"webrtc": "Realtime engine, WebRTC", "pipeline": "pipeline engine, WebRTC", "phone": "phone line"}
+ENGINES = {
+    "webrtc": "Realtime engine, WebRTC",
+    "live": "GPT-Live engine, WebRTC",
+    "pipeline": "pipeline engine, WebRTC",
+    "phone": "phone line",
+}
 RESUMED_SHARE = 0.95
 
 
@@ -166,6 +171,36 @@ def _phone(benchmarks: Benchmarks) -> list[Verdict]:
     return [clean, added]
 
 
+def _live(benchmarks: Benchmarks) -> list[Verdict]:
+    """GPT-Live over WebRTC: our transport's share of its latency, how fast its model's own stop is heard, and a
+    clean playout; the card's cost per minute is shown next to the Realtime engine's."""
+    levels, out = _levels(benchmarks, "live"), []
+    ours, floor = _at(levels, 10, "ours"), _at(levels, 10, "floor")
+    name = "GPT-Live: added latency above floor, p95 at N=10 ≤ 20 ms"
+    if _p95(ours, "added_ms") is not None and _p95(floor, "added_ms") is not None:
+        above = _p95(ours, "added_ms") - _p95(floor, "added_ms")
+        out.append(Verdict(name, f"{above:+.0f} ms ({_p95(ours, 'added_ms'):.0f} vs floor)", above <= 20))
+    else:
+        out.append(Verdict(name, "N=10 not run", None))
+    name = "GPT-Live: caller-side silence after its model stops for a barge-in, p95 at N=10 ≤ 60 ms"
+    after = _p95(ours, "after_stop_ms")
+    out.append(
+        Verdict(
+            name, f"{after:.0f} ms" if after is not None else "N=10 not run", None if after is None else after <= 60
+        )
+    )
+    name = "GPT-Live: 0 underruns at N=10"
+    out.append(
+        Verdict(name, f"{ours['underruns']}" if ours else "N=10 not run", ours["underruns"] == 0 if ours else None)
+    )
+    realtime = _at(_levels(benchmarks, "webrtc"), 10, "ours")
+    costs = [(label, (s or {}).get("card_usd_per_min")) for label, s in (("GPT-Live", ours), ("Realtime", realtime))]
+    if all(cost is not None for _, cost in costs):
+        shown = ", ".join(f"{label} ${cost:.4f}" for label, cost in costs)
+        out.append(Verdict("card cost per minute of the same scripted call at N=10 (shown)", shown, True))
+    return out
+
+
 def _pipeline_overhead(benchmarks: Benchmarks) -> Verdict:
     name = "pipeline engine: our overhead p95 at N=10 ≤ 50 ms beyond the silence and the fakes' times"
     summary = _at(_levels(benchmarks, "pipeline"), 10, "ours")
@@ -185,5 +220,6 @@ def verdicts(benchmarks: Benchmarks, startups_s: list[float], interruption_ms: i
         *(_false_interruptions(benchmarks, bench) for bench in ENGINES),
         _real_speech_cut(benchmarks, interruption_ms),
         *_phone(benchmarks),
+        *_live(benchmarks),
         _pipeline_overhead(benchmarks),
     ]
