@@ -10,6 +10,7 @@ This module imports nothing else of ours: every layer may use it.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -67,6 +68,8 @@ ENGINES = ("live", "realtime", "pipeline")
 REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "off")
 
 Prices = Mapping[str, Mapping[str, float]]
+LOOPBACK = ("127.0.0.1", "::1")
+PRIVATE_NETWORKS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,17 @@ class DemoLimits:
     @property
     def active(self) -> bool:
         return any(value is not None for value in vars(self).values())
+
+
+@dataclass(frozen=True)
+class Caps:
+    """What one caller may ask of the restaurant (`restaurant.caps`): new bookings a day, callback requests a call
+    and a day, lookup misses a day. Defaults suit a guest booking for themselves and a friend."""
+
+    bookings_per_caller_per_day: int = 3
+    callbacks_per_call: int = 2
+    callbacks_per_caller_per_day: int = 3
+    lookup_misses_per_caller_per_day: int = 10
 
 
 @dataclass(frozen=True)
@@ -133,6 +147,13 @@ class LineSettings:
     public_url: str | None = None
     say_voice: str | None = None
     on_space: bool = False
+    unsigned_allowed: bool = False  # `TWILIO_VALIDATE_SIGNATURE=false`: a local test, or FastPhone's own account
+
+    @property
+    def served(self) -> bool:
+        """The phone routes exist only where Twilio's signatures are checked, or where the owner said they cannot
+        be: anyone can post to a webhook, so an unsigned line would spend the owner's key for strangers."""
+        return self.signing_token is not None or self.unsigned_allowed
 
 
 @dataclass(frozen=True)
@@ -158,6 +179,7 @@ class AgentSettings:
     engine: str = "live"
     api_key: str | None = field(default=None, repr=False)
     demo: DemoLimits = field(default_factory=DemoLimits)
+    caps: Caps = field(default_factory=Caps)
     barge_in: BargeInSettings = field(default_factory=BargeInSettings)
     pipeline: PipelineModels = field(default_factory=PipelineModels)
     prices: Prices = field(default_factory=lambda: PRICES, repr=False)
@@ -259,6 +281,15 @@ class Settings(BaseSettings):
     daily_budget_usd: float | None = Field(None, ge=0, validation_alias="DAILY_BUDGET_USD")
     demo_access_code: Phrase | None = Field(None, validation_alias="DEMO_ACCESS_CODE")
 
+    # What one caller may ask of the restaurant
+    bookings_per_caller_per_day: int = Field(
+        Caps.bookings_per_caller_per_day, ge=0, validation_alias="BOOKINGS_PER_CALLER_PER_DAY"
+    )
+    callbacks_per_call: int = Field(Caps.callbacks_per_call, ge=0, validation_alias="CALLBACKS_PER_CALL")
+    callbacks_per_caller_per_day: int = Field(
+        Caps.callbacks_per_caller_per_day, ge=0, validation_alias="CALLBACKS_PER_CALLER_PER_DAY"
+    )
+
     # Where things are
     restaurant_config: FilePath | None = Field(None, validation_alias="RESTAURANT_CONFIG")
     database_url: Token | None = Field(None, validation_alias="DATABASE_URL")
@@ -269,6 +300,7 @@ class Settings(BaseSettings):
     server_name: str = Field("127.0.0.1", validation_alias="GRADIO_SERVER_NAME")
     server_port: int = Field(7860, ge=1, le=65535, validation_alias=_env("GRADIO_SERVER_PORT", "PORT"))
     voicebot_server: bool = Field(False, validation_alias="VOICEBOT_SERVER")
+    trusted_proxies_given: str | None = Field(None, validation_alias="TRUSTED_PROXIES")
 
     # The Space, its owner and the console
     space_id: str | None = Field(None, validation_alias="SPACE_ID")
@@ -286,6 +318,18 @@ class Settings(BaseSettings):
     twilio_auth_token: Token | None = Field(None, validation_alias="TWILIO_AUTH_TOKEN")
     twilio_validate_signature: bool = Field(True, validation_alias="TWILIO_VALIDATE_SIGNATURE")
     twilio_say_voice: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]{1,64}$", validation_alias="TWILIO_SAY_VOICE")
+
+    @field_validator("trusted_proxies_given")
+    @classmethod
+    def _networks(cls, value: str | None) -> str | None:
+        if value is None or value.strip() == "*":  # "*": every hop is trusted (one proxy of your own in front)
+            return value
+        for entry in value.split(","):
+            try:
+                ipaddress.ip_network(entry.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"must be addresses or networks like 10.0.0.0/8, comma-separated: {entry!r}") from None
+        return value
 
     @field_validator("owner_users", mode="before")
     @classmethod
@@ -348,6 +392,7 @@ class Settings(BaseSettings):
             engine=self.engine,
             api_key=key or None,
             demo=self.demo,
+            caps=Caps(self.bookings_per_caller_per_day, self.callbacks_per_call, self.callbacks_per_caller_per_day),
             barge_in=BargeInSettings(
                 onset_ms=self.barge_in_onset_ms,
                 confirm_ms=self.barge_in_confirm_ms,
@@ -363,6 +408,14 @@ class Settings(BaseSettings):
         return bool(self.space_id)
 
     @property
+    def trusted_proxies(self) -> str:
+        """Who may say who the client is (`X-Forwarded-For`): `TRUSTED_PROXIES`, else on a Space the private ranges
+        its proxies connect from, else this machine only."""
+        if self.trusted_proxies_given:
+            return self.trusted_proxies_given
+        return ",".join([*PRIVATE_NETWORKS, *LOOPBACK]) if self.on_space else ",".join(LOOPBACK)
+
+    @property
     def owners(self) -> frozenset[str]:
         """Who may open the console with Hugging Face: the Space's author and `OWNER_USERS`."""
         author = (self.space_author_name or "").strip().lower()
@@ -372,7 +425,8 @@ class Settings(BaseSettings):
     def line(self) -> LineSettings:
         token = self.secret("twilio_auth_token") if self.twilio_validate_signature else None
         public_url = (self.public_url or "").rstrip("/") or None
-        return LineSettings((token or "").strip() or None, public_url, self.twilio_say_voice, self.on_space)
+        unsigned = not self.twilio_validate_signature
+        return LineSettings((token or "").strip() or None, public_url, self.twilio_say_voice, self.on_space, unsigned)
 
     def secret(self, name: str) -> str | None:
         """A secret's value where it is needed (a client, a comparison), never for printing."""

@@ -20,7 +20,7 @@ from components.restaurant.session import ReservationSession
 from components.store.reservations import ReservationStore
 
 JST = ZoneInfo("Asia/Tokyo")
-ID_PATTERN = r"^AS-[A-Z2-9]{4}$"
+ID_PATTERN = r"^AS-[A-Z2-9]{3}-[A-Z2-9]{3}$"
 
 
 def jst(year: int, month: int, day: int, hour: int = 12, minute: int = 0) -> dt.datetime:

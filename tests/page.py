@@ -26,7 +26,7 @@ APP = Path(__file__).resolve().parent.parent / "app.py"
 CALL = "#call-realtime"  # the Realtime engine's call widget (the page starts with it against the Realtime fake)
 PIPELINE_CALL = "#call-pipeline"  # the one shown once Settings pick the pipeline engine
 LIVE_CALL = "#call-live"  # GPT-Live's, the Space's default
-BOOKING_ID = re.compile(r"^AS-[A-Z2-9]{4}$")
+BOOKING_ID = re.compile(r"^AS-[A-Z2-9]{3}-[A-Z2-9]{3}$")
 LOUD = 0.02  # output meter RMS: the agent is audible
 QUIET = 0.01  # output meter RMS: nothing is playing
 

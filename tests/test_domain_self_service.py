@@ -3,7 +3,10 @@ callback requests and phone numbers. Each test is a short exchange of tool calls
 
 from __future__ import annotations
 
+import datetime as dt
+import itertools
 import json
+import re
 
 import pytest
 
@@ -11,12 +14,14 @@ from components.restaurant.config import DEFAULT_CONFIG_PATH, load_config
 from components.restaurant.lookup import Caller
 from components.restaurant.session import ReservationSession
 from components.restaurant.tools import run_tool
+from components.settings import Caps
 from components.store.reservations import ReservationStore
 from tests.domain_fixtures import count, jst
 
 CONFIG = load_config(DEFAULT_CONFIG_PATH)
 NOW = jst(2026, 4, 20, 9, 0)
 DAY = "2026-04-21"
+GUESTS = itertools.count(1)  # each `book` is another guest, from an address of their own
 
 
 @pytest.fixture
@@ -41,7 +46,7 @@ def codes(result: dict) -> list[str]:
 def book(
     store: ReservationStore, name: str = "山田 太郎", hour: int = 19, phone: str | None = None, day=DAY, now=NOW
 ) -> str:
-    session = new_call(store, now=now)
+    session = new_call(store, now=now, caller=Caller(visitor=f"ip:198.51.100.{next(GUESTS)}"))
     fields = {"guest_name": name, "date": day, "time": f"{hour}:00", "party_size": 2}
     call(session, "update_reservation", {**fields, **({"phone": phone} if phone else {})})
     return call(session, "confirm_reservation")["booking_id"]
@@ -97,6 +102,66 @@ def test_three_misses_lock_lookups_on_this_call_even_a_correct_one(store) -> Non
     assert codes(locked) == ["lookup_locked"]
     assert locked["changing"] is None
     assert codes(call(new_call(store), "find_reservation", {"booking_id": booking_id, "guest_name": "山田 太郎"})) == []
+
+
+def test_calling_again_does_not_buy_fresh_guesses(store) -> None:
+    """A guesser who hangs up after three misses and calls back from the same address is locked out for the day,
+    even with the right pair; another caller is not."""
+    booking_id = book(store)
+    guesser = Caller(visitor="ip:203.0.113.9")
+    answers = []
+    for _ in range(4):  # four calls of three guesses: the tenth miss is the last the day allows
+        session = new_call(store, caller=guesser)
+        for n in range(3):
+            answers.append(
+                codes(call(session, "find_reservation", {"booking_id": f"AS-{n}X{n}-Y{n}Z", "guest_name": "x"}))
+            )
+    assert answers.count(["not_found"]) == 10 and answers[10:] == [["lookup_locked"]] * 2
+    right = {"booking_id": booking_id, "guest_name": "山田 太郎"}
+    assert codes(call(new_call(store, caller=guesser), "find_reservation", right)) == ["lookup_locked"]
+    assert call(new_call(store, caller=Caller(visitor="ip:198.51.100.77")), "find_reservation", right)["changing"]
+    next_day = new_call(store, caller=guesser, now=NOW + dt.timedelta(days=1, minutes=1))
+    assert call(next_day, "find_reservation", right)["changing"] == booking_id
+
+
+def test_booking_numbers_are_six_characters_read_in_two_threes(store) -> None:
+    booking_id = book(store)
+    assert re.fullmatch(r"AS-[2-9A-HJKMNP-Z]{3}-[2-9A-HJKMNP-Z]{3}", booking_id)
+    spoken = booking_id.replace("-", " ").lower()  # "as 7k3 qm2", as a guest reads it out
+    found = call(new_call(store), "find_reservation", {"booking_id": spoken[3:], "guest_name": "山田 太郎"})
+    assert found["changing"] == booking_id
+
+
+def test_one_caller_may_book_three_tables_a_day_and_no_more(store) -> None:
+    guest = Caller(visitor="ip:203.0.113.9")
+    ids = []
+    for hour in (12, 13, 14, 19):
+        session = new_call(store, caller=guest)
+        call(session, "update_reservation", {"guest_name": "Fake", "date": DAY, "time": f"{hour}:00", "party_size": 2})
+        ids.append(call(session, "confirm_reservation"))
+    assert [result["booking_id"] is not None for result in ids] == [True, True, True, False]
+    assert (
+        codes(ids[-1]) == ["too_many_bookings"] and "at most 3 new bookings a day" in ids[-1]["problems"][0]["message"]
+    )
+    assert count(store) == 3
+    tomorrow = new_call(store, caller=guest, now=NOW + dt.timedelta(days=1))  # the day has passed
+    call(tomorrow, "update_reservation", {"guest_name": "Fake", "date": DAY, "time": "19:00", "party_size": 2})
+    assert call(tomorrow, "confirm_reservation")["booking_id"]
+    capped = new_call(store, caller=Caller(visitor="ip:203.0.113.10"), caps=Caps(bookings_per_caller_per_day=0))
+    call(capped, "update_reservation", {"guest_name": "Owner set 0", "date": DAY, "time": "20:00", "party_size": 2})
+    assert codes(call(capped, "confirm_reservation")) == ["too_many_bookings"]
+
+
+def test_callback_requests_are_capped_per_call_and_per_caller(store) -> None:
+    guest = Caller(visitor="ip:203.0.113.9")
+    ask = {"phone": "090-1234-5678", "request": "Call me back"}
+    session = new_call(store, caller=guest)
+    results = [call(session, "request_callback", ask) for _ in range(3)]
+    assert [codes(result) for result in results] == [[], [], ["too_many_callbacks"]]
+    again = new_call(store, caller=guest)  # a new call: one more, then the day's three are used
+    assert [codes(call(again, "request_callback", ask)) for _ in range(2)] == [[], ["too_many_callbacks"]]
+    assert len(store.callbacks.listed()) == 3
+    assert codes(call(new_call(store, caller=Caller(visitor="ip:198.51.100.1")), "request_callback", ask)) == []
 
 
 def test_a_change_to_a_closed_day_is_refused_then_a_valid_change_is_stored_under_the_same_id(store) -> None:

@@ -52,6 +52,10 @@ BAD_VALUES = [
     ("GRADIO_SERVER_PORT", "70000", "at most"),
     ("IDLE_REPROMPT_MS", "100", "at least"),
     ("RESPONSE_TIMEOUT", "1", "at least"),
+    ("TRUSTED_PROXIES", "10.0.0.0/8, proxy.example", "addresses or networks"),
+    ("BOOKINGS_PER_CALLER_PER_DAY", "-1", "at least 0"),
+    ("CALLBACKS_PER_CALL", "two", "whole number"),
+    ("CALLBACKS_PER_CALLER_PER_DAY", "1.5", "whole number"),
 ]
 SECRETS = ("OPENAI_API_KEY", "TWILIO_AUTH_TOKEN", "HF_TOKEN", "DATABASE_URL", "DEMO_ACCESS_CODE", "OWNER_PASSWORD")
 

@@ -167,8 +167,15 @@ class Call:
             if self._meter is not None and self._meter.seconds is not None:
                 self.limit_s = min(self.limit_s, self._meter.seconds)
         source = "web" if request is not None else "phone"
+        visitor = self.options.visitor or Visitor.unknown(code_ok=False)
+        caller = self.caller or Caller(visitor=visitor.id)  # the page's visitor, for the caps per caller
         self.session = ReservationSession(
-            self.config, self.store, language=self.options.language, source=source, caller=self.caller
+            self.config,
+            self.store,
+            language=self.options.language,
+            source=source,
+            caller=caller,
+            caps=self.settings.caps,
         )
         self.state.reservation = await self.store_io(self.session.snapshot)
         self.state.deadline = self.clock.wall() + self.limit_s

@@ -39,11 +39,22 @@ class CallbackRequests(Protocol):
     ) -> int: ...
 
 
+class Tally(Protocol):
+    """What a caller did across calls and replicas (lookup misses, bookings, callbacks), counted per kind."""
+
+    def count(self, kind: str, who: str, since: dt.datetime) -> int: ...
+
+    def take(self, kind: str, who: str, now: dt.datetime, *, since: dt.datetime, limit: int | None) -> bool:
+        """Count one more unless `limit` were counted since `since`; whether it was counted."""
+        ...
+
+
 class BookingBook(Protocol):
     """Bookings and callback requests. Every write re-checks the rules and capacity atomically (two calls may race
     for the last table); any method may raise `StoreUnavailable`, a write also `BookingRefused`."""
 
     callbacks: CallbackRequests
+    tally: Tally
 
     def get(self, booking_id: str) -> dict[str, Any] | None: ...
 

@@ -193,11 +193,12 @@ def name_key(name: str) -> str:
 
 
 def booking_key(value: str, prefix: str) -> str:
-    """A booking number as said or typed ("as 7k3q", "７Ｋ３Ｑ") in its written form, ``AS-7K3Q``."""
+    """A booking number as said or typed ("as 7k3 qm2", "７Ｋ３ＱＭ２") in its written form, ``AS-7K3-QM2`` (six
+    characters in two threes; the four-character numbers of earlier releases stay ``AS-7K3Q``)."""
     text = re.sub(r"[^A-Z0-9]", "", unicodedata.normalize("NFKC", value).upper())
-    if text.startswith(prefix) and len(text) > len(prefix):
+    if text.startswith(prefix) and len(text) - len(prefix) in (4, 6):
         text = text[len(prefix) :]
-    return f"{prefix}-{text}"
+    return f"{prefix}-{text[:3]}-{text[3:]}" if len(text) == 6 else f"{prefix}-{text}"
 
 
 def phone_key(number: str | None) -> str:

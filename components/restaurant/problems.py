@@ -40,6 +40,8 @@ class Code(StrEnum):
     STORE_UNAVAILABLE = "store_unavailable"
     NOT_READY = "not_ready"
     UNKNOWN_TOOL = "unknown_tool"
+    TOO_MANY_BOOKINGS = "too_many_bookings"
+    TOO_MANY_CALLBACKS = "too_many_callbacks"
     INTERNAL_ERROR = "internal_error"
 
 
@@ -110,6 +112,14 @@ _MESSAGES: dict[Code, Localized] = {
         "確認に{misses}回失敗したため、この通話ではご予約をお調べできません。スタッフからの折り返しをご提案ください。",
         "After {misses} unsuccessful tries, bookings can no longer be looked up on this call; offer a callback "
         "from the staff.",
+    ),
+    Code.TOO_MANY_BOOKINGS: Localized(
+        "お一人様からのご予約は1日{max}件までとさせていただいております。追加のご予約はお店に直接お電話ください。",
+        "We take at most {max} new bookings a day from one caller; for more, please call the restaurant directly.",
+    ),
+    Code.TOO_MANY_CALLBACKS: Localized(
+        "折り返しのご依頼はすでに{max}件承っております。スタッフからの連絡をお待ちください。",
+        "We already have {max} callback requests from you; the staff will be in touch.",
     ),
     Code.NO_BOOKING_FOUND: Localized(
         "まだご予約を確認していません。先に予約番号とお名前でお調べください。",

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from components.restaurant.book import BookingBook, BookingRefused, StoreUnavailable
+from components.restaurant.caps import BOOKING, CALLBACK, DAY, Caps
 from components.restaurant.config import RestaurantConfig, language_code
 from components.restaurant.fields import (
     FIELDS,
@@ -60,6 +61,7 @@ class ReservationSession:
         *,
         source: str = "web",
         caller: Caller | None = None,
+        caps: Caps | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -67,6 +69,7 @@ class ReservationSession:
         self.source = source
         self._clock = clock or _utc_now
         self._caller = caller or Caller()
+        self.caps = caps or Caps()
         self._draft = Reservation(phone=self._caller.phone)
         self._rejected: dict[str, list[Problem]] = {}  # field -> why its latest value was not merged
         self._booking_id: str | None = None  # the booking this call made, changed or cancelled
@@ -74,7 +77,7 @@ class ReservationSession:
         self._found_start: dt.datetime | None = None  # when that booking starts, as stored
         self._cancelled = False
         self._callbacks = 0
-        self._lookup = Lookup(store, config.booking_id_prefix, self._caller)
+        self._lookup = Lookup(store, config.booking_id_prefix, self._caller, self.caps)
         self.touched: set[str] = set()  # every booking this call wrote
         self._lock = threading.RLock()
 
@@ -169,9 +172,13 @@ class ReservationSession:
                     self.store.change(self._changing, self._draft, self.config, now, actor=self.actor)
                     self._booking_id = self._changing
                 else:
+                    limit = self.caps.bookings_per_caller_per_day
+                    if self.store.tally.count(BOOKING, self._caller.who, now - DAY) >= limit:
+                        return self._result(now, [Problem(Code.TOO_MANY_BOOKINGS, None, {"max": limit})])
                     self._booking_id = self.store.book(
                         self._draft, self.config, now, self.language, source=self.source, actor=self.actor
                     )
+                    self.store.tally.take(BOOKING, self._caller.who, now, since=now, limit=None)
             except BookingRefused as refusal:
                 return self._result(now, refusal.problems)
             self.touched.add(self._booking_id)
@@ -187,7 +194,7 @@ class ReservationSession:
             if not isinstance(booking_id, str) or not booking_id.strip():
                 return self._result(now, [missing_field("booking_id")])
             name = guest_name if isinstance(guest_name, str) else None
-            row, problem = self._lookup.find(booking_id, name)
+            row, problem = self._lookup.find(booking_id, name, now)
             if row is None:
                 return self._result(now, [problem] if problem else [])
             self._draft = Reservation(
@@ -244,6 +251,13 @@ class ReservationSession:
                 problems.append(missing_field("request"))
             if problems:
                 return self._result(now, problems)
+            if self._callbacks >= self.caps.callbacks_per_call:
+                return self._result(
+                    now, [Problem(Code.TOO_MANY_CALLBACKS, None, {"max": self.caps.callbacks_per_call})]
+                )
+            limit = self.caps.callbacks_per_caller_per_day
+            if not self.store.tally.take(CALLBACK, self._caller.who, now, since=now - DAY, limit=limit):
+                return self._result(now, [Problem(Code.TOO_MANY_CALLBACKS, None, {"max": limit})])
             self.store.callbacks.add(
                 now, guest_name=name, phone=phone, request=request, language=self.language, source=self.source
             )

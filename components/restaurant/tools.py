@@ -93,7 +93,7 @@ _SPECS: dict[str, tuple[str, dict]] = {
         {
             "type": "object",
             "properties": {
-                "booking_id": {"type": "string", "description": "The booking number, e.g. AS-7K3Q."},
+                "booking_id": {"type": "string", "description": "The booking number, e.g. AS-7K3-QM2."},
                 "guest_name": {"type": "string", "description": "The name the booking is under."},
             },
             "required": ["booking_id"],

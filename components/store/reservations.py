@@ -35,19 +35,24 @@ from components.store.audit import AuditLog, record
 from components.store.callbacks import CallbackBook
 from components.store.database import MIGRATION_LOCK, SQLITE_BUSY_S, Database
 from components.store.schema import migrate, reservations
+from components.store.tally import Tally
 from components.store.usage import UsageLedger
 
 # Booking ids are read aloud over the phone: no 0/O, 1/I/L to confuse.
 ID_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
-ID_LENGTH = 4
+ID_LENGTH = 6  # 31^6, about 900 million: a guessed number is as good as none
 _ID_ATTEMPTS = 50
 _ROW = [column for column in reservations.c if column.name not in ("id", "transcript")]
 _ONE_DAY = dt.timedelta(days=1)
 
 
 def new_booking_id(prefix: str) -> str:
-    """A random id like ``AS-7K3Q``: short enough to read aloud, random so ids reveal nothing about volume."""
-    return f"{prefix}-{''.join(secrets.choice(ID_ALPHABET) for _ in range(ID_LENGTH))}"
+    """A random id like ``AS-7K3-QM2``: read aloud in two threes, random so ids reveal nothing about volume and
+    cannot be guessed."""
+    while True:
+        text = "".join(secrets.choice(ID_ALPHABET) for _ in range(ID_LENGTH))
+        if not text.startswith(prefix):  # said without its prefix, it still reads as itself (`booking_key`)
+            return f"{prefix}-{text[:3]}-{text[3:]}"
 
 
 def utc_stamp(now: dt.datetime) -> str:
@@ -74,6 +79,7 @@ class ReservationStore:
         self.callbacks = CallbackBook(self.db, self._ensure_schema)
         self.audit = AuditLog(self.db, self._ensure_schema)
         self.usage = UsageLedger(self.db, self._ensure_schema)
+        self.tally = Tally(self.db, self._ensure_schema)
         self._booking_ids = booking_ids
         self._schema_ready = False
         self._schema_lock = threading.Lock()

@@ -101,6 +101,23 @@ call_usage = Table(
     Index("usage_by_day", "day", "visitor"),
 )
 
+tally = Table(
+    "tally",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),  # lookup_miss, booking, callback (`store.tally`)
+    Column("who", String(128), nullable=False),  # the caller: tel:<number>, ip:<address>, hf:<user>
+    Column("at", String(32), nullable=False),  # ISO 8601, UTC
+    Index("tally_by_who", "kind", "who", "at"),
+)
+
+phone_calls = Table(
+    "phone_calls",
+    metadata,
+    Column("call_sid", String(64), primary_key=True),  # Twilio's CallSid, answered once
+    Column("at", String(32), nullable=False),
+)
+
 schema_version = Table(
     "schema_version",
     metadata,
@@ -143,11 +160,18 @@ def _add_v4(connection: Connection) -> None:
         connection.exec_driver_sql(f"ALTER TABLE call_usage ADD COLUMN {spec}")
 
 
+def _add_v5(connection: Connection) -> None:
+    """What strangers may do, counted across calls and replicas; the phone calls already answered."""
+    tally.create(connection, checkfirst=True)
+    phone_calls.create(connection, checkfirst=True)
+
+
 MIGRATIONS: tuple[tuple[int, Callable[[Connection], None]], ...] = (
     (1, _create_v1),
     (2, _add_v2),
     (3, _add_v3),
     (4, _add_v4),
+    (5, _add_v5),
 )
 LATEST = MIGRATIONS[-1][0]
 
