@@ -8,12 +8,16 @@ This module holds the line's side of it:
   the call, and a full line or a missing OpenAI key is a polite `<Say>` instead of silence;
 * a media stream is admitted on its `start` (the format, the slot, the caller) and followed on the live feed;
 * `/telephone/ended` apologises when the agent ended the call because something failed;
-* with `TWILIO_AUTH_TOKEN` set, webhooks must carry a valid Twilio signature, and the media WebSocket must
-  present the one-time token handed out in the TwiML, so nobody else can spend the owner's OpenAI budget.
+* with `TWILIO_AUTH_TOKEN` set, webhooks must carry a valid Twilio signature; the media WebSocket must always
+  present the one-time token handed out in the TwiML, so nobody else can spend the owner's OpenAI budget;
+* each `CallSid` is answered once (`first_answer`, kept in the store): a captured webhook replayed later, though
+  validly signed, gets no line and no "verified" caller. Twilio signs no timestamp into a voice webhook, so
+  remembering the CallSid is what refuses a replay.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import re
 import threading
@@ -26,7 +30,9 @@ from fastapi.responses import Response
 from twilio.request_validator import SIGNATURE_SETTINGS_HEADER, RequestValidator, get_signature_algorithm
 from twilio.twiml.voice_response import Connect, VoiceResponse
 
+from components.call.store_io import in_store_thread
 from components.phone.media import PhoneCall, TwilioSocket
+from components.restaurant.book import StoreUnavailable
 from components.restaurant.config import RestaurantConfig
 from components.restaurant.lookup import Caller
 from components.settings import AgentSettings, LineSettings
@@ -118,8 +124,10 @@ class PhoneLine:
         limiter: Limiter,
         connections: dict[str, list[Any]],
         line: LineSettings,
+        first_answer: Callable[[str, dt.datetime], bool],
     ) -> None:
         self.handler = handler
+        self.first_answer = first_answer  # remembers a CallSid; False if it was answered before (a replay)
         self.config = config
         self.settings = settings
         self.feed = feed
@@ -177,6 +185,14 @@ class PhoneLine:
         if not self.has_key:
             log.warning("A phone call came in but OPENAI_API_KEY is not set: the caller hears that the line is off.")
             return self.refusal("not_configured")
+        try:
+            first = call_sid is not None and await in_store_thread(self.first_answer, call_sid, dt.datetime.now(dt.UTC))
+        except StoreUnavailable:
+            log.warning("A phone call came in while the booking database is unavailable.")
+            return self.refusal("trouble")
+        if not first:
+            log.warning("Refused a webhook for a call that was already answered (a replay) or has no CallSid.")
+            return Response("This call was already answered", status_code=409, media_type="text/plain")
         token = self.limiter.reserve(call_sid)
         if token is None:
             log.info("A phone call came in while all %d lines were busy.", self.settings.max_concurrent_calls)
@@ -249,16 +265,14 @@ class PhoneLine:
         ):
             log.warning("Refused a media stream in an unexpected format: %s", fmt)
             return "invalid"
+        if not self.has_key:
+            return "not_configured"
         params = start.get("customParameters") if isinstance(start.get("customParameters"), dict) else {}
         token = params.get("token")
         held = isinstance(token, str) and self.limiter.redeem(token, call.call_sid)  # the webhook's slot
-        if not held and self.auth_token is not None:
+        if not held:  # every stream comes from our TwiML, which carries a one-time token: anything else is a stranger
             log.warning("Refused a media stream without a valid token from /telephone/incoming.")
             return "unauthorized"
-        if not self.has_key:
-            return "not_configured"
-        if not held and self.limiter.full():
-            return "busy"
         self.limiter.add_phone(stream_sid)
         with self._lock:
             caller = self._callers.pop(token, None) if held else None

@@ -4,5 +4,5 @@
 route, the Twilio routes (handed to `phone/`) and the live feed (`feed`); `limits` is the one call limit that page,
 offer route and phone share; `startup` is what runs once before the first call.
 
-May import: call, console, engines, phone, restaurant, settings, store, web
+May import: adapters, call, console, engines, phone, restaurant, settings, store, web
 """

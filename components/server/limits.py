@@ -1,8 +1,13 @@
 """One limit for every call: browser calls (fastrtc's peer connections, on the page or the offer route) and
-phone calls count against the same `MAX_CONCURRENT_CALLS` (per process)."""
+phone calls count against the same `MAX_CONCURRENT_CALLS` (per process).
+
+A stranger cannot hold the lines without calling: one address may hold at most `CALLS_PER_ADDRESS` browser calls at
+once, and a peer that does not start its call within `STREAM_START_S` of its offer is hung up on, freeing its line.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import threading
 import time
@@ -14,7 +19,12 @@ from fastapi.responses import JSONResponse
 from fastrtc import WebRTC
 from fastrtc.webrtc_connection_mixin import WebRTCConnectionMixin
 
+from components.adapters.fastrtc import calls, hang_up, started
+from components.web.guard import requester
+
 RESERVATION_TTL_S = 30.0  # from the webhook's answer to the media stream's `start`
+CALLS_PER_ADDRESS = 2  # a visitor with a second tab open; not a script holding every line
+STREAM_START_S = 10.0  # from an answered offer to the call starting (the page starts it at once)
 
 
 class CallLimiter:
@@ -30,6 +40,8 @@ class CallLimiter:
         self._pools: list[WebRTCConnectionMixin] = []
         self._phone: set[str] = set()
         self._reserved: dict[str, tuple[float, str | None]] = {}  # token -> (expiry, CallSid)
+        self._addresses: dict[str, str] = {}  # webrtc id -> the address its offer came from
+        self._watching: set[asyncio.Task] = set()
         self._lock = threading.Lock()
 
     def watch(self, pool: WebRTCConnectionMixin) -> None:
@@ -77,18 +89,51 @@ class CallLimiter:
         handle_offer = component.handle_offer
 
         async def limited_offer(body: dict[str, Any], set_outputs: Callable) -> Any:
-            return self.refusal(component, body) or await handle_offer(body, set_outputs)
+            return await self.offer(component, body, lambda: handle_offer(body, set_outputs))
 
         component.handle_offer = limited_offer
 
+    async def offer(self, pool: WebRTCConnectionMixin, body: dict[str, Any], answer: Callable) -> Any:
+        """Answer a WebRTC offer (`answer()`) unless the lines are full or its address holds its share of them; a
+        call that does not start soon after is hung up on."""
+        refused = self.refusal(pool, body)
+        if refused is not None:
+            return refused
+        result = await answer()
+        webrtc_id = body.get("webrtc_id")
+        if body.get("type") == "offer" and isinstance(webrtc_id, str) and webrtc_id in calls(pool):
+            with self._lock:
+                self._addresses[webrtc_id] = requester()
+            task = asyncio.get_running_loop().create_task(self._hang_up_unless_started(pool, webrtc_id))
+            self._watching.add(task)
+            task.add_done_callback(self._watching.discard)
+        return result
+
+    async def _hang_up_unless_started(self, pool: WebRTCConnectionMixin, webrtc_id: str) -> None:
+        await asyncio.sleep(STREAM_START_S)
+        if webrtc_id in calls(pool) and not started(pool, webrtc_id):
+            await hang_up(pool, webrtc_id)
+
     def refusal(self, pool: WebRTCConnectionMixin, body: dict[str, Any]) -> JSONResponse | None:
-        """fastrtc's answer to a WebRTC offer when all lines are in use, or None to go ahead."""
-        if body.get("type") != "offer" or body.get("webrtc_id") in pool.pcs or not self.full():
+        """fastrtc's answer to a WebRTC offer when all lines are in use, or this address already holds its share,
+        or None to go ahead."""
+        if body.get("type") != "offer" or body.get("webrtc_id") in pool.pcs:
             return None
-        return JSONResponse(
-            status_code=200,
-            content={"status": "failed", "meta": {"error": "concurrency_limit_reached", "limit": self.limit}},
-        )
+        if self.full():
+            meta = {"error": "concurrency_limit_reached", "limit": self.limit}
+        elif self.held_by(requester()) >= CALLS_PER_ADDRESS:
+            meta = {"error": "concurrency_limit_reached", "limit": CALLS_PER_ADDRESS}
+        else:
+            return None
+        return JSONResponse(status_code=200, content={"status": "failed", "meta": meta})
+
+    def held_by(self, address: str) -> int:
+        """Browser calls (answered offers) that came from `address` and still hold a line."""
+        live = {webrtc_id for pool in self._pools for webrtc_id in calls(pool)}
+        with self._lock:
+            for webrtc_id in [known for known in self._addresses if known not in live]:
+                del self._addresses[webrtc_id]
+            return sum(1 for webrtc_id, owner in self._addresses.items() if owner == address)
 
 
 def share_call_limit(ui: gr.Blocks, limit: int) -> CallLimiter:

@@ -98,13 +98,14 @@ class VoicebotStream(Stream):
             limiter=self.limiter,
             connections=self.connections,
             line=line,
+            first_answer=handler.store.tally.first_answer,
         )
 
     def mount(self, app: FastAPI, path: str = "", tags: list[Any] | None = None) -> None:
         super().mount(app, path, tags)
         app.router.lifespan_context = warming_up(app.router.lifespan_context)
         router = APIRouter(prefix=path)
-        router.post("/telephone/ended", tags=tags)(self.phone.ended)
+        router.post("/telephone/ended", tags=tags)(self.phone_ended)
         router.get("/outputs", tags=tags)(self.outputs)
         app.include_router(router)
 
@@ -116,10 +117,20 @@ class VoicebotStream(Stream):
     # ---- fastrtc's routes, replaced ----
 
     async def handle_incoming_call(self, request: Request):
+        if not self.line.served:
+            return JSONResponse({"error": "no phone line here"}, status_code=404)
         return await self.phone.incoming(request)
 
     async def telephone_handler(self, websocket: WebSocket) -> None:
+        if not self.line.served:
+            await websocket.close(code=1008)
+            return
         await self.phone.handle(websocket)
+
+    async def phone_ended(self, request: Request):
+        if not self.line.served:
+            return JSONResponse({"error": "no phone line here"}, status_code=404)
+        return await self.phone.ended(request)
 
     async def websocket_offer(self, websocket: WebSocket) -> None:
         """fastrtc's raw-PCM WebSocket route is not offered: it bypasses the call limit and has no UI inputs."""
@@ -136,12 +147,12 @@ class VoicebotStream(Stream):
             language = body.language if body.language in LANGUAGES else self.config.default_language
             voice = body.voice if body.voice in VOICES else self.settings.voice
             # the demo's allowances apply to the visitor this request comes from
-            visitor = page_visitor(request, self.settings.demo, self.line.on_space, code=body.code or "")
+            visitor = page_visitor(request, self.settings.demo, code=body.code or "")
             self.set_input(body.webrtc_id, *CallRequest(language, voice, None, visitor).inputs())
         return answer
 
     async def handle_offer(self, body: dict[str, Any], set_outputs: Callable) -> Any:
-        return self.limiter.refusal(self, body) or await super().handle_offer(body, set_outputs)
+        return await self.limiter.offer(self, body, lambda: super(VoicebotStream, self).handle_offer(body, set_outputs))
 
     def set_additional_outputs(self, webrtc_id: str) -> Callable[[AdditionalOutputs], None]:
         return self.feed.publisher(webrtc_id)  # nobody drains fastrtc's queue for the offer route: no copy there
@@ -159,16 +170,15 @@ class VoicebotStream(Stream):
         request: Request,
         webrtc_id: str | None = Query(default=None, max_length=64, pattern=SID.pattern),
         stream_id: str | None = Query(default=None, max_length=64, pattern=SID.pattern),
-        token: str | None = Query(default=None, max_length=128),
     ):
         """Follow one call as server-sent events. A browser call's id is its capability (only the page that made
-        the call knows it); a phone call's id is logged, so its feed needs the owner's token, as a bearer header
-        or `token=` in the link."""
+        the call knows it); a phone call's id is logged, so its feed needs the owner's token, in the
+        `Authorization: Bearer` header only (a token in a link would end up in logs and histories)."""
         ids = [value for value in (webrtc_id, stream_id) if value]
         if len(ids) != 1:
             return JSONResponse({"error": "give exactly one of webrtc_id or stream_id"}, status_code=400)
         bearer = request.headers.get("authorization", "")
-        presented = bearer[7:].strip() if bearer.lower().startswith("bearer ") else token
+        presented = bearer[7:].strip() if bearer.lower().startswith("bearer ") else None
         owner = self.access is not None and self.access.opens_feed(presented)
         refused = JSONResponse(
             {"error": "a phone call's feed needs the owner's token (see the owner's console)"},

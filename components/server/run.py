@@ -84,12 +84,13 @@ def serve(app: FastAPI, settings: Settings) -> None:
 
     host, port = settings.server_name, settings.server_port
     _log_calls()
-    print(
-        f"* Voicebot UI on http://{host}:{port}/\n"
-        "* Phone: point your Twilio number's voice webhook (HTTP POST) at https://<your-public-address>/telephone/incoming",
-        flush=True,
+    phone = (
+        "* Phone: point your Twilio number's voice webhook (HTTP POST) at https://<your-public-address>/telephone/incoming"
+        if settings.line.served
+        else "* Phone line off: set the secret TWILIO_AUTH_TOKEN, so that only Twilio's signed calls are answered"
     )
-    uvicorn.run(app, host=host, port=port)
+    print(f"* Voicebot UI on http://{host}:{port}/\n{phone}", flush=True)
+    uvicorn.run(app, host=host, port=port, access_log=False)  # access logs would keep `?code=…` and call ids
 
 
 def _log_calls() -> None:
@@ -114,7 +115,7 @@ def run_phone(handler: AsyncStreamHandler, *, config: RestaurantConfig, settings
     if not agent.api_key:
         print("Warning: OPENAI_API_KEY is not set, so callers will hear that the line is not available.", flush=True)
     # FastPhone's own Twilio account places the calls: our TWILIO_AUTH_TOKEN cannot check its signatures.
-    line = dataclasses.replace(settings.line, signing_token=None)
+    line = dataclasses.replace(settings.line, signing_token=None, unsigned_allowed=True)
     stream = build_stream(handler, config=config, settings=agent, line=line)
     _log_calls()
     stream.fastphone(token=token, host=settings.server_name, port=settings.server_port)
