@@ -25,6 +25,8 @@ from components.server.run import build_server, run_phone, serve
 from components.server.startup import freeze_startup_heap
 from components.settings import Settings
 from components.store.reservations import ReservationStore
+from components.web.downloads import CACHE_CLEANING
+from components.web.guard import QUEUE_MAX_SIZE, Guard
 from components.web.head import PageHead
 from components.web.page import VisitorPage, header
 
@@ -47,7 +49,7 @@ engines = {"live": LiveHandler, "realtime": RealtimeHandler, "pipeline": Pipelin
 handlers = {name: engine(config, store, agent) for name, engine in engines.items()}
 head = {"config": config, "assets": ASSETS, "public_url": settings.line.public_url}
 
-with gr.Blocks(title=f"{config.name('en')} reservation voicebot") as demo:
+with gr.Blocks(title=f"{config.name('en')} reservation voicebot", delete_cache=CACHE_CLEANING) as demo:
     gr.HTML(f"<style>{(ASSETS / 'style.css').read_text(encoding='utf-8')}</style>", padding=False)
     gr.HTML(header(config), padding=False)
     if settings.on_space:
@@ -56,7 +58,8 @@ with gr.Blocks(title=f"{config.name('en')} reservation voicebot") as demo:
         with gr.Tab("ご予約 / Book a table", id="book", elem_id="book-tab"):
             VisitorPage(config, settings, store, handlers).build(demo)
         with gr.Tab("管理 / Owner", id="owner", elem_id="owner-tab"):
-            Console(config, store, access, behind_proxy=settings.on_space).build(demo)
+            Console(config, store, access).build(demo)
+    demo.queue(max_size=QUEUE_MAX_SIZE)  # events waiting at once, from everyone together
 
 if __name__ == "__main__":
     phone_handler = handlers[agent.engine]  # a caller has no Settings: the phone uses VOICE_ENGINE
@@ -65,8 +68,10 @@ if __name__ == "__main__":
     elif "--server" in sys.argv or settings.voicebot_server:  # + Twilio line, offer route, /outputs
         server = build_server(phone_handler, ui=demo, config=config, settings=agent, line=settings.line, access=access)
         server.add_middleware(PageHead, **head)  # link previews see the page's <head>
+        server.add_middleware(Guard, **Guard.options(settings))  # outermost: who asks, and how much they may start
         serve(server, settings)
     else:
         share_call_limit(demo, agent.max_concurrent_calls)
         freeze_startup_heap()
-        demo.launch(app_kwargs={"middleware": [Middleware(PageHead, **head)]})
+        guard = Middleware(Guard, **Guard.options(settings))
+        demo.launch(app_kwargs={"middleware": [guard, Middleware(PageHead, **head)]})

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import datetime as dt
 import io
-import time
 from types import SimpleNamespace
 
 import pytest
 
-from components.console.access import OwnerAccess
+from components.console.access import FEED_TOKEN_S, OwnerAccess, SignIn
 from components.console.views import bookings_csv, bookings_frame, load_frame
 from components.restaurant.config import load_config
 from components.settings import Settings
-from components.web.visitor import client_address
 
 CONFIG = load_config()
 
@@ -26,25 +23,55 @@ def hf_request(username: str | None) -> SimpleNamespace:
     return SimpleNamespace(session={"oauth_info": {"userinfo": userinfo}} if username else {})
 
 
-def test_the_password_opens_a_session_and_wrong_ones_slow_down_each_address() -> None:
-    access = OwnerAccess(password="s3cret")
+class Clocks:
+    """The monotonic and wall clocks `OwnerAccess` reads, moved by hand."""
 
-    async def attempts() -> tuple[list[float], str | None, float]:
-        waits = []
-        for guess in ("a", "b", "c"):
-            started = time.monotonic()
-            assert await access.sign_in(guess, "203.0.113.9") is None
-            waits.append(time.monotonic() - started)
-        started = time.monotonic()
-        other = await access.sign_in("s3cret", "198.51.100.7")  # another address is not held up
-        return waits, other, time.monotonic() - started
+    def __init__(self) -> None:
+        self.now = 0.0
 
-    waits, token, other_wait = asyncio.run(attempts())
-    assert waits[0] < 0.2 and 0.4 < waits[1] < 0.8 and 0.9 < waits[2] < 1.5  # 0, 0.5 s, 1 s
-    assert other_wait < 0.2
-    assert access.owner(token) == "password"
-    access.sign_out(token)
-    assert access.owner(token) is None and access.owner("made-up") is None
+    def mono(self) -> float:
+        return self.now
+
+    def wall(self) -> float:
+        return 1_800_000_000.0 + self.now
+
+
+def test_the_password_opens_a_session_and_wrong_ones_make_only_their_address_wait() -> None:
+    clocks = Clocks()
+    access = OwnerAccess(password="s3cret", clock=clocks.mono, wall=clocks.wall)
+    assert access.sign_in("a", "203.0.113.9") == SignIn()  # wrong: checked, no session
+    assert access.sign_in("s3cret", "203.0.113.9").retry_in_s == pytest.approx(1.0)  # too soon: not even checked
+    clocks.now += 1.0
+    assert access.sign_in("b", "203.0.113.9") == SignIn()
+    assert access.sign_in("c", "203.0.113.9").retry_in_s == pytest.approx(2.0)  # the wait doubles
+    signed = access.sign_in("s3cret", "198.51.100.7")  # the owner, elsewhere, is not kept waiting
+    assert signed.retry_in_s == 0 and access.owner(signed.token) == "password"
+    access.sign_out(signed.token)
+    assert access.owner(signed.token) is None and access.owner("made-up") is None
+
+
+def test_wrong_passwords_are_forgotten_and_the_wait_is_capped() -> None:
+    clocks = Clocks()
+    access = OwnerAccess(password="s3cret", clock=clocks.mono, wall=clocks.wall)
+    waits = []
+    for _ in range(12):
+        assert access.sign_in("guess", "203.0.113.9").token is None
+        waits.append(access.sign_in("guess", "203.0.113.9").retry_in_s)
+        clocks.now += waits[-1]
+    assert waits[:3] == pytest.approx([1.0, 2.0, 4.0]) and max(waits) == pytest.approx(300.0)
+    clocks.now += 900.0  # fifteen quiet minutes: the failures decay
+    assert access.sign_in("s3cret", "203.0.113.9").token is not None
+
+
+def test_the_password_as_a_whole_is_checked_at_most_sixty_times_a_minute() -> None:
+    clocks = Clocks()
+    access = OwnerAccess(password="s3cret", clock=clocks.mono, wall=clocks.wall)
+    for n in range(60):  # sixty addresses, one guess each
+        assert access.sign_in("guess", f"198.51.100.{n}") == SignIn()
+    refused = access.sign_in("s3cret", "203.0.113.9")
+    assert refused.token is None and 0 < refused.retry_in_s <= 60
+    clocks.now += 60.0
+    assert access.sign_in("s3cret", "203.0.113.9").token is not None
 
 
 def test_hugging_face_users_are_let_in_only_when_oauth_is_on_and_they_are_listed() -> None:
@@ -67,22 +94,20 @@ def test_the_space_owner_and_owner_users_come_from_the_environment(monkeypatch: 
     assert "pw" not in repr(access)
 
 
-def test_the_feed_token_is_derived_from_the_credential_and_checked_in_constant_time() -> None:
-    one, same, other = OwnerAccess(password="a"), OwnerAccess(password="a"), OwnerAccess(password="b")
-    assert one.feed_token() == same.feed_token() != other.feed_token()  # the same on every replica
-    assert "a" != one.feed_token() and len(one.feed_token()) == 64
-    assert one.opens_feed(one.feed_token()) and not one.opens_feed(other.feed_token()) and not one.opens_feed(None)
+def test_the_feed_token_is_signed_with_the_credential_and_expires() -> None:
+    clocks = Clocks()
+    one = OwnerAccess(password="s3cret", clock=clocks.mono, wall=clocks.wall)
+    same = OwnerAccess(password="s3cret", clock=clocks.mono, wall=clocks.wall)
+    other = OwnerAccess(password="other", clock=clocks.mono, wall=clocks.wall)
+    token = one.feed_token()
+    assert token == same.feed_token() != other.feed_token()  # the same on every replica
+    assert "s3cret" not in token and same.opens_feed(token)
+    assert not other.opens_feed(token) and not one.opens_feed(None) and not one.opens_feed(token + "0")
+    expires, _, signature = token.partition(".")
+    assert not one.opens_feed(f"{int(expires) + 3600}.{signature}")  # a later expiry is not signed
+    clocks.now += FEED_TOKEN_S + 1
+    assert not one.opens_feed(token)  # expired
     assert OwnerAccess().feed_token() is None and not OwnerAccess().opens_feed("")
-
-
-def test_a_visitor_is_known_by_the_first_forwarded_address_on_a_space(monkeypatch: pytest.MonkeyPatch) -> None:
-    request = SimpleNamespace(
-        headers={"x-forwarded-for": "203.0.113.9, 10.0.0.1"}, client=SimpleNamespace(host="10.0.0.1")
-    )
-    monkeypatch.delenv("SPACE_ID", raising=False)
-    assert client_address(request, Settings.load().on_space) == "10.0.0.1"  # off a Space, anyone's claim
-    monkeypatch.setenv("SPACE_ID", "owner/voicebot")
-    assert client_address(request, Settings.load().on_space) == "203.0.113.9"
 
 
 ROWS = [

@@ -326,7 +326,9 @@ def test_an_error_event_is_shown_and_the_call_goes_on(config, store, monkeypatch
         call = run_call(server, config, store, conversation, monkeypatch=monkeypatch)
 
     notices = [line["text"] for line in call.lines("system")]
-    assert any("The server had an error while processing your request." in text for text in notices)
+    # the visitor sees what kind of error it was, not the provider's own words (which can name the organisation)
+    assert any("The voice service reported an error: server_error" in text for text in notices)
+    assert not any("The server had an error" in text for text in notices)
     assert call.closed is None
 
 

@@ -6,6 +6,8 @@ every notice carries both languages. Domain messages (why a booking is refused) 
 
 from __future__ import annotations
 
+import re
+
 NOTICES: dict[str, tuple[str, str]] = {
     "no_key": (
         (
@@ -111,3 +113,16 @@ def label(key: str, language: str) -> str:
     """A short marker (interrupted, inaudible) in the caller's language only: it sits inside a transcript line."""
     ja, en = NOTICES[key]
     return en if language == "en" else ja
+
+
+_CODE = re.compile(r"^[a-z][a-z0-9_.]{0,47}$")
+
+
+def service_error(code: object = None, status: int | None = None) -> str:
+    """The `service_error` notice with only what a visitor may see: the HTTP status and the provider's error code
+    (`rate_limit_exceeded`), never its message, which can carry organisation or project ids (the owner's log
+    keeps it)."""
+    parts = [f"HTTP {status}"] if status else []
+    if isinstance(code, str) and _CODE.match(code):
+        parts.append(code)
+    return notice("service_error", detail=" ".join(parts) or "error")

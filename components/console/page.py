@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import tempfile
 import warnings
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -29,6 +27,7 @@ from components.restaurant.config import RestaurantConfig
 from components.restaurant.fields import Reservation, normalize_field
 from components.restaurant.problems import Code, FieldError, Problem
 from components.store.reservations import ReservationStore
+from components.web.downloads import DOWNLOADS
 from components.web.render import chat_messages
 from components.web.visitor import client_address
 
@@ -41,6 +40,7 @@ Add the secret `OWNER_PASSWORD` under the Space's **Settings → Secrets**, or p
 front matter to sign in with Hugging Face (the Space's owner and the users in `OWNER_USERS` may).
 """
 WRONG = "パスワードが違います。/ That password is not right."
+WAIT = "試行が多すぎます。{seconds}秒後にもう一度どうぞ。/ Too many attempts: try again in {seconds} s."
 UNAVAILABLE = "予約データベースに接続できません。/ The booking database cannot be reached right now."
 STATUSES = [("すべて / All", ""), ("確定 / Confirmed", "confirmed"), ("取り消し / Cancelled", "cancelled")]
 FORM = ("guest_name", "date", "time", "party_size", "requests", "phone")
@@ -62,14 +62,10 @@ def _problems(problems: list[Problem]) -> str:
 class Console:
     """The console's components and events (built inside the app's `gr.Blocks`)."""
 
-    def __init__(
-        self, config: RestaurantConfig, store: ReservationStore, access: OwnerAccess, *, behind_proxy: bool
-    ) -> None:
+    def __init__(self, config: RestaurantConfig, store: ReservationStore, access: OwnerAccess) -> None:
         self.config = config
         self.store = store
         self.access = access
-        self.behind_proxy = behind_proxy  # on a Space: the client's address is the proxy's first hop
-        self._exports = Path(tempfile.mkdtemp(prefix="voicebot-console-"))
 
     def today(self) -> str:
         return dt.datetime.now(self.config.tz).date().isoformat()
@@ -147,8 +143,18 @@ class Console:
         hidden: dict[str, Any] = {"api_name": False, "show_progress": "hidden"}
         with private_events():
             if self.access.password:
+                # A wrong or early attempt is answered at once, without sleeping or reading anything, so sign-in
+                # shares no limited slot that guesses could fill ahead of the owner (`web.guard` bounds each
+                # address's queue joins).
                 for trigger in (sign_in.click, password.submit):
-                    trigger(self.sign_in, [password, *filters[1:]], [token, status, password, *shown], **hidden)
+                    trigger(
+                        self.sign_in,
+                        [password, *filters[1:]],
+                        [token, status, password, *shown],
+                        concurrency_id="owner-sign-in",
+                        concurrency_limit=None,
+                        **hidden,
+                    )
             opening = [refresh.click, day.submit, search.submit, status_filter.change, show_phone.change]
             if self.access.oauth:  # a Hugging Face sign-in is in the session when the page comes back from the Hub
                 opening.append(page.load)
@@ -175,13 +181,13 @@ class Console:
 
     # ---- events (each checks the owner first) ------------------------------------------------------
 
-    async def sign_in(
-        self, attempt: str, day: str, status: str, search: str, show_phone: bool, request: gr.Request
-    ) -> tuple:
-        token = await self.access.sign_in(attempt, client_address(request, self.behind_proxy))
-        if token is None:
+    def sign_in(self, attempt: str, day: str, status: str, search: str, show_phone: bool, request: gr.Request) -> tuple:
+        answer = self.access.sign_in(attempt, client_address(request))
+        if answer.retry_in_s:
+            return (None, WAIT.format(seconds=max(1, round(answer.retry_in_s))), "", *self._signed_out())
+        if answer.token is None:
             return (None, WRONG, "", *self._signed_out())
-        return (token, "", "", *self._shown("password", day, status, search, show_phone))
+        return (answer.token, "", "", *self._shown("password", day, status, search, show_phone))
 
     def open(self, token: str | None, day: str, status: str, search: str, show_phone: bool, request: gr.Request):
         owner = self.access.owner(token, request)
@@ -324,7 +330,8 @@ class Console:
         token = self.access.feed_token()
         feed = (
             "電話の通話をリアルタイムで追う / Follow a phone call live: `GET /outputs?stream_id=<id>` with the "
-            f"header `Authorization: Bearer {token}` (or `&token=` in the link); the id is logged when a call starts."
+            f"header `Authorization: Bearer {token}` (valid 12 hours; refresh for a new one); the id is logged when "
+            "a call starts."
             if token
             else ""
         )
@@ -356,16 +363,14 @@ class Console:
         except StoreUnavailable:
             return (UNAVAILABLE, None, None, None, None, None, None)
         stem = f"bookings-{first.isoformat()}"
-        folder = Path(tempfile.mkdtemp(dir=self._exports))
-        csv_path, ics_path = folder / f"{stem}.csv", folder / f"{stem}.ics"
-        csv_path.write_bytes(bookings_csv(rows, show_phone))
-        ics_path.write_bytes(bookings_calendar(rows, self.config, self.config.default_language))
+        csv_path = DOWNLOADS.write(f"{stem}.csv", bookings_csv(rows, show_phone))
+        ics_path = DOWNLOADS.write(f"{stem}.ics", bookings_calendar(rows, self.config, self.config.default_language))
         return (
             message,
             bookings_frame(rows, self.config, show_phone),
             load_frame(around, first, self.config),
             callbacks_frame(callbacks, self.config, show_phone),
             audit_frame(audit, self.config),
-            str(csv_path),
-            str(ics_path),
+            csv_path,
+            ics_path,
         )

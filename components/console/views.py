@@ -143,5 +143,18 @@ def bookings_csv(rows: Iterable[Mapping[str, Any]], show_phone: bool) -> bytes:
     writer.writeheader()
     for row in rows:
         phone = row.get("phone") if show_phone else mask_phone(row.get("phone"))
-        writer.writerow({**{key: row.get(key) for key in CSV_FIELDS}, "phone": phone or ""})
+        cells = {**{key: row.get(key) for key in CSV_FIELDS}, "phone": phone or ""}
+        writer.writerow({key: _inert(value) for key, value in cells.items()})
     return out.getvalue().encode("utf-8-sig")
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _inert(value: Any) -> Any:
+    """A guest's text as a spreadsheet shows it, never runs it: a cell that would start a formula (`=HYPERLINK(…)`)
+    gets a leading apostrophe, as OWASP's CSV-injection guidance says. Phone numbers (`+81…`) keep their plus
+    sign behind the apostrophe, so they still read right."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value

@@ -2,9 +2,9 @@
 (`pipeline`).
 
 Each is a fastrtc stream handler holding one shared `Call`; no engine imports another. Shared by them:
-`playout` paces the agent's voice, `uplink` hands over the caller's WebRTC audio sooner, `fastrtc_adapter`
+`playout` paces the agent's voice, `uplink` hands over the caller's WebRTC audio sooner; `adapters.fastrtc`
 turns the call's outputs into fastrtc's.
 
-May import: call, restaurant, store, settings
+May import: adapters, call, restaurant, store, settings
 Never imports: gradio
 """

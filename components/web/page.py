@@ -14,6 +14,7 @@ from typing import Any
 import gradio as gr
 from fastrtc import WebRTC
 
+from components.adapters.fastrtc import follow_outputs
 from components.call.allowance import Allowance
 from components.call.notices import notice
 from components.call.options import CALL_INPUTS
@@ -115,7 +116,7 @@ class VisitorPage:
 
     def welcome(self, language: str, request: gr.Request) -> tuple[Any, ...]:
         """On page load: who the visitor is, and whether (and how much) they may call on the restaurant's key."""
-        visitor = page_visitor(request, self.settings.demo, self.deployment.on_space)
+        visitor = page_visitor(request, self.settings.demo)
         refusal = None
         left = None
         if self.has_env_key:
@@ -209,12 +210,11 @@ class VisitorPage:
                 concurrency_limit=self.settings.max_concurrent_calls,
                 time_limit=self.settings.hard_time_limit_s,
             )
-            # Each call streams its updates for as long as it lasts, so this event must not share one queue slot.
-            call.on_additional_outputs(
-                self.show_call,
-                outputs=[transcript, card, ics, markdown, data, last_view],
-                concurrency_limit=None,
-                show_progress="hidden",
+            # Each call streams its updates for as long as it lasts, and only a call this process took: a made-up
+            # call id ends within half a second, so a flood of them neither holds a slot nor delays a real call's
+            # views (no shared limit to fill; `web.guard` bounds how many any one address may start).
+            follow_outputs(
+                call, self.show_call, [transcript, card, ics, markdown, data, last_view], concurrency_limit=None
             )
             call.start_recording(lambda: (gr.update(visible=False),) * 2, outputs=[markdown, data], queue=False)
             call.stop_recording(self.after_call, inputs=[last_view], outputs=[markdown, data], queue=False)

@@ -1,23 +1,20 @@
 """What a visitor takes away from a call: the booking as a calendar file (`.ics`), and once the call is over
 the whole conversation (transcript, booking card, per-turn latency and cost) as Markdown and as JSON.
 
-Files are written once per version into a private temporary folder, from which Gradio serves them to the page
-that made the call only (its own download buttons); nothing here is listed anywhere.
+Files are written once per version into the app's download folder (`web.downloads`, cleaned by age and size),
+from which Gradio serves them to the page that made the call only (its own download buttons); nothing here is
+listed anywhere.
 """
 
 from __future__ import annotations
 
-import functools
 import json
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from components.call.state import CallView
 from components.restaurant.calendar import bookings_calendar
 from components.restaurant.config import RestaurantConfig
-
-_FOLDER = Path(tempfile.mkdtemp(prefix="voicebot-takeaway-"))
+from components.web.downloads import DOWNLOADS
 
 
 def booking_ics(view: CallView | None, config: RestaurantConfig) -> str | None:
@@ -27,16 +24,7 @@ def booking_ics(view: CallView | None, config: RestaurantConfig) -> str | None:
     if snapshot.get("status") != "confirmed" or not booking_id or view is None:
         return None
     booking = {**(snapshot.get("reservation") or {}), "booking_id": booking_id, "status": "confirmed"}
-    return _written(json.dumps(booking, sort_keys=True, ensure_ascii=False), view.language, config)
-
-
-@functools.lru_cache(maxsize=512)
-def _written(booking_json: str, language: str, config: RestaurantConfig) -> str:
-    booking = json.loads(booking_json)
-    folder = Path(tempfile.mkdtemp(dir=_FOLDER))
-    path = folder / f"{booking['booking_id']}.ics"
-    path.write_bytes(bookings_calendar([booking], config, language))
-    return str(path)
+    return DOWNLOADS.write(f"{booking_id}.ics", bookings_calendar([booking], config, view.language))
 
 
 def conversation_files(view: CallView | None, config: RestaurantConfig) -> tuple[str, str] | None:
@@ -52,17 +40,9 @@ def conversation_files(view: CallView | None, config: RestaurantConfig) -> tuple
         "turns": data["turns"],
         "cost_usd": round(view.cost_usd(), 6),
     }
-    return _conversation(json.dumps(record, sort_keys=True, ensure_ascii=False))
-
-
-@functools.lru_cache(maxsize=256)
-def _conversation(record_json: str) -> tuple[str, str]:
-    record = json.loads(record_json)
-    folder = Path(tempfile.mkdtemp(dir=_FOLDER))
-    markdown, data = folder / "conversation.md", folder / "conversation.json"
-    markdown.write_text(_markdown(record), encoding="utf-8")
-    data.write_text(json.dumps(record, ensure_ascii=False, indent=2), encoding="utf-8")
-    return str(markdown), str(data)
+    markdown = DOWNLOADS.write("conversation.md", _markdown(record).encode())
+    data = DOWNLOADS.write("conversation.json", json.dumps(record, ensure_ascii=False, indent=2).encode())
+    return markdown, data
 
 
 _SPEAKERS = {"user": "お客様 / Guest", "assistant": "エージェント / Agent", "system": "お知らせ / Notice"}

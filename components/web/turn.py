@@ -1,24 +1,31 @@
 """How browsers reach the WebRTC server: TURN relays on a Space, nothing locally.
 
 On a Hugging Face Space the audio must cross NATs and corporate firewalls, which needs a TURN relay.
-Credentials expire, so they are fetched for each connection (fastrtc calls `rtc_configuration` per
-offer), never at import time; a failure there becomes a clear message instead of a crash.
+Credentials expire, so they are fetched when a page is about to call (fastrtc asks `rtc_configuration`), never at
+import time; a failure there becomes a clear message instead of a crash. Anyone can ask, so each address gets the
+credentials it was last given for `CACHE_S` (it is the same visitor, calling again), and the provider is asked at
+most `FETCHES` times a minute in all: past that, the freshest credentials are shared, and no stranger spends the
+owner's Twilio or Hugging Face quota.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastrtc import get_cloudflare_turn_credentials_async, get_twilio_turn_credentials
 
 from components.settings import Settings
+from components.web.guard import Rate, requester
 
 log = logging.getLogger(__name__)
 
 RtcConfiguration = Callable[[], Awaitable[dict[str, Any]]]
+CACHE_S = 300.0  # within the providers' credential lifetimes (Cloudflare's 10 min; Twilio's a day)
+FETCHES = (30, 60.0)  # provider requests a minute, from every visitor together
 
 NO_TURN_WARNING = (
     "このSpaceにはTURNサーバーの設定がないため、一部のネットワーク（社内ネットワークなど）からは通話がつながらない場合があります。"
@@ -56,6 +63,21 @@ def rtc_configuration(settings: Settings) -> RtcConfiguration | None:
     if provider is None:
         return None
 
+    cache: dict[str, tuple[float, dict[str, Any]]] = {}  # address -> (when fetched, credentials)
+    fetches = Rate(*FETCHES)
+
+    async def cached() -> dict[str, Any]:
+        now, address = time.monotonic(), requester()
+        for key in [key for key, (at, _) in cache.items() if now - at > CACHE_S]:
+            del cache[key]
+        if address in cache:
+            return cache[address][1]
+        if cache and not fetches.allow("provider"):  # a flood: share the freshest credentials
+            return max(cache.values(), key=lambda held: held[0])[1]
+        credentials = await fetch()
+        cache[address] = (now, credentials)
+        return credentials
+
     async def fetch() -> dict[str, Any]:
         try:
             if provider == "twilio":
@@ -69,4 +91,4 @@ def rtc_configuration(settings: Settings) -> RtcConfiguration | None:
                 f"Could not get TURN credentials from {provider}; check the Space's secrets."
             ) from None
 
-    return fetch
+    return cached

@@ -7,11 +7,15 @@ behind one office or mobile network, and changes when a phone moves; a signed-in
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from typing import Any
 
 from components.call.options import Visitor
 from components.settings import DemoLimits
+from components.web.guard import Rate
+
+WRONG_CODES = Rate(5, 3600.0)  # wrong access codes one address may try in an hour; after them, none is right
 
 
 def signed_in_user(request: Any) -> str | None:
@@ -27,23 +31,32 @@ def signed_in_user(request: Any) -> str | None:
     return username if isinstance(username, str) else None
 
 
-def client_address(request: Any, behind_proxy: bool) -> str:
-    """The visitor's address: behind a Space's proxy, the first hop of `X-Forwarded-For` (the socket is the
-    proxy's); elsewhere, the socket's, since anyone can send that header."""
-    headers = getattr(request, "headers", None) or {}
-    forwarded = headers.get("x-forwarded-for", "") if behind_proxy else ""
-    if forwarded.split(",")[0].strip():
-        return forwarded.split(",")[0].strip()
+def client_address(request: Any) -> str:
+    """The visitor's address, as `web.guard` established it from the trusted proxies' own hop (never from the
+    first `X-Forwarded-For` entry, which is whatever the client wrote)."""
     client = getattr(request, "client", None)
     return getattr(client, "host", None) or "unknown"
 
 
-def page_visitor(request: Any, limits: DemoLimits, behind_proxy: bool, code: str | None = None) -> Visitor:
+def page_visitor(request: Any, limits: DemoLimits, code: str | None = None) -> Visitor:
     """The visitor a call will be counted as: `hf:<user>` or `ip:<address>`, and whether they came with the access
     code. `code` is the one they came with (default: the page's `?code=`)."""
     if code is None:
         code = str((getattr(request, "query_params", None) or {}).get("code", ""))
+    user, address = signed_in_user(request), client_address(request)
+    return Visitor(id=f"hf:{user}" if user else f"ip:{address}", code_ok=code_accepted(code, limits, address))
+
+
+def code_accepted(code: str, limits: DemoLimits, address: str) -> bool:
+    """Whether `code` is the demo's access code (or none is needed). Compared as digests in constant time, so the
+    answer takes as long whatever was guessed; an address that guessed wrong `WRONG_CODES.count` times in the hour
+    is told no whatever it sends, so the code cannot be found by trying."""
     expected = limits.access_code
-    code_ok = expected is None or hmac.compare_digest(code.encode(), expected.encode())
-    user = signed_in_user(request)
-    return Visitor(id=f"hf:{user}" if user else f"ip:{client_address(request, behind_proxy)}", code_ok=code_ok)
+    if expected is None:
+        return True
+    if not code or WRONG_CODES.full(address):
+        return False
+    right = hmac.compare_digest(hashlib.sha256(code.encode()).digest(), hashlib.sha256(expected.encode()).digest())
+    if not right:
+        WRONG_CODES.allow(address)  # counts the wrong guess
+    return right

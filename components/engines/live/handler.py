@@ -34,12 +34,12 @@ from openai import AsyncOpenAI
 from openai.lib.live import AsyncTranscriptGrouper, TranscriptSegment, TranscriptSegmentClosedEvent
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
+from components.adapters.fastrtc import to_fastrtc
 from components.call.barge_in import level_dbfs
 from components.call.call import Call, CallEnded, page_request
 from components.call.costs import live_cost, responses_cost
 from components.call.notices import notice
 from components.call.state import CloseReason, Turn
-from components.engines.fastrtc_adapter import to_fastrtc
 from components.engines.live.audio import from_wire, to_wire
 from components.engines.playout import Playout
 from components.restaurant.config import RestaurantConfig

@@ -34,12 +34,12 @@ from fastrtc import ReplyOnPause
 from fastrtc.reply_on_pause import AppState
 from openai import AsyncOpenAI
 
+from components.adapters.fastrtc import to_fastrtc
 from components.call.barge_in import BargeIn
 from components.call.call import Call, CallEnded, page_request
 from components.call.echo import EchoCheck
-from components.call.notices import notice
+from components.call.notices import notice, service_error
 from components.call.state import CallView, CloseReason
-from components.engines.fastrtc_adapter import to_fastrtc
 from components.engines.pipeline.conversation import Conversation
 from components.engines.pipeline.reply import PipelineTurn, Reply, ms_since
 from components.engines.pipeline.threads import make_room
@@ -340,7 +340,7 @@ class PipelineHandler(ReplyOnPause):
             await self._service_failed(error)
         except Exception:
             log.exception("pipeline turn failed")
-            self.call.system(notice("service_error", detail="internal error"))
+            self.call.system(service_error())
         finally:
             if speaker is not None and not speaker.done():
                 speaker.cancel()
@@ -422,11 +422,10 @@ class PipelineHandler(ReplyOnPause):
         elif isinstance(error, openai.APIConnectionError):
             message = notice("unreachable")
         elif isinstance(error, openai.APIStatusError):
-            detail = getattr(error, "message", None) or str(error)
-            message = notice("service_error", detail=f"HTTP {error.status_code}: {detail}")
+            message = service_error(getattr(error, "code", None), error.status_code)
         else:
-            message = notice("service_error", detail=str(error) or type(error).__name__)
-        log.warning("pipeline service failure: %s", type(error).__name__)
+            message = service_error()
+        log.warning("pipeline service failure: %s: %s", type(error).__name__, error)
         self.call.system(message)
         self._failures += 1
         if self._failures >= MAX_FAILED_TURNS:

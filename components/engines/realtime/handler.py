@@ -25,11 +25,11 @@ from fastrtc import AsyncStreamHandler
 from openai import AsyncOpenAI
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
+from components.adapters.fastrtc import to_fastrtc
 from components.call.call import Call, CallEnded, page_request
 from components.call.costs import realtime_cost
-from components.call.notices import notice
+from components.call.notices import notice, service_error
 from components.call.state import CloseReason, Turn
-from components.engines.fastrtc_adapter import to_fastrtc
 from components.engines.playout import SAMPLE_RATE, Playout
 from components.engines.realtime.floor import Floor
 from components.restaurant.config import RestaurantConfig
@@ -371,7 +371,8 @@ class RealtimeHandler(AsyncStreamHandler):
             self.call.changed()
         if response.get("status") == "failed":
             error = (response.get("status_details") or {}).get("error") or {}
-            self.call.system(notice("service_error", detail=error.get("message") or error.get("code") or "failed"))
+            log.warning("Realtime response failed: %s: %s", error.get("code"), error.get("message"))
+            self.call.system(service_error(error.get("code")))
         if self._tool_outputs_pending:
             self._tool_outputs_pending = False
             await self._create_response()
@@ -381,8 +382,7 @@ class RealtimeHandler(AsyncStreamHandler):
 
     def _on_error(self, error: dict[str, Any]) -> None:
         """An `error` event concerns one client event; the session goes on, and the person is told."""
-        detail = error.get("message") or error.get("code") or error.get("type") or "unknown"
-        log.warning("Realtime error event: %s (%s)", error.get("code"), error.get("type"))
+        log.warning("Realtime error event: %s (%s): %s", error.get("code"), error.get("type"), error.get("message"))
         if error.get("code") in ("response_cancel_not_active", "conversation_already_has_active_response"):
             return  # a harmless race between our requests and the server's own turn handling
-        self.call.system(notice("service_error", detail=detail))
+        self.call.system(service_error(error.get("code") or error.get("type")))

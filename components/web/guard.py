@@ -1,0 +1,120 @@
+"""The door every request comes through: who is asking, as the platform vouches for it, and how much a stranger may
+start.
+
+`Guard` is an ASGI middleware in front of the whole app (`demo.launch()` and `--server` alike):
+
+* **Who is asking.** Behind proxies we trust (`TRUSTED_PROXIES`: on a Space, the private ranges its own proxies
+  connect from), the client is the rightmost `X-Forwarded-For` entry that is not one of them, never the first one
+  (which is whatever the client wrote): uvicorn's own proxy-header logic decides. The address is kept for the
+  request in a context variable, for what fastrtc and Gradio call without a request (`requester()`).
+* **How much a stranger may start.** Per address: queue jobs (`queue/join`), component calls (WebRTC offers, TURN),
+  the offer route and the phone webhook each have a rate (`LIMITS`); over it the answer is HTTP 429, at once.
+* **No uploads.** The app takes no files, so Gradio's upload route is refused: nobody fills the disk the bookings
+  live on.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+import time
+from collections import OrderedDict, deque
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+from components.settings import Settings
+
+_CLIENT: contextvars.ContextVar[str] = contextvars.ContextVar("client", default="unknown")
+UPLOADS = ("/gradio_api/upload", "/upload")
+# path suffix -> (requests, per seconds) from one address
+LIMITS = {
+    "/gradio_api/queue/join": (30, 10.0),
+    "/gradio_api/component_server": (12, 10.0),
+    "/gradio_api/component_server/": (12, 10.0),
+    "/webrtc/offer": (6, 10.0),
+    "/telephone/incoming": (6, 10.0),
+    "/outputs": (10, 10.0),
+}
+QUEUE_MAX_SIZE = 256  # Gradio events waiting at once, from every address together (more are turned away)
+MAX_TRACKED = 20_000  # addresses remembered at once (the oldest are forgotten first)
+
+
+def requester() -> str:
+    """The address of the client whose request is being served (as `Guard` saw it)."""
+    return _CLIENT.get()
+
+
+class Rate:
+    """At most `count` events per `per_s` seconds for each key; thread-safe, with bounded memory."""
+
+    def __init__(self, count: int, per_s: float) -> None:
+        self.count, self.per_s = count, per_s
+        self._seen: OrderedDict[str, deque[float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def full(self, key: str) -> bool:
+        """Whether `key` has used its rate (nothing is counted)."""
+        now = time.monotonic()
+        with self._lock:
+            return sum(1 for t in self._seen.get(key, ()) if t > now - self.per_s) >= self.count
+
+    def allow(self, key: str) -> bool:
+        """Count one event for `key`; False (and not counted) when the key is over its rate."""
+        now = time.monotonic()
+        with self._lock:
+            times = self._seen.pop(key, None) or deque()
+            while times and times[0] <= now - self.per_s:
+                times.popleft()
+            allowed = len(times) < self.count
+            if allowed:
+                times.append(now)
+            self._seen[key] = times
+            while len(self._seen) > MAX_TRACKED:
+                self._seen.popitem(last=False)
+            return allowed
+
+
+class Guard:
+    """ASGI middleware: the trusted client address, per-address rates, and no uploads (see the module docstring)."""
+
+    def __init__(self, app: ASGIApp, *, trusted_proxies: str) -> None:
+        self.app = app
+        self._proxied = ProxyHeadersMiddleware(self._guarded, trusted_hosts=trusted_proxies)  # type: ignore[arg-type]
+        self._rates = {path: Rate(count, per_s) for path, (count, per_s) in LIMITS.items()}
+
+    @classmethod
+    def options(cls, settings: Settings) -> dict[str, str]:
+        return {"trusted_proxies": settings.trusted_proxies}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._proxied(scope, receive, send)  # type: ignore[arg-type]
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        address = client[0] if client else "unknown"
+        token = _CLIENT.set(address)
+        try:
+            path = scope["path"][len(scope.get("root_path", "")) :] if scope.get("root_path") else scope["path"]
+            if scope["type"] == "http":
+                if path in UPLOADS and scope["method"] == "POST":
+                    await _refuse(send, 403, b'{"error": "this app takes no uploads"}')
+                    return
+                rate = self._rates.get(path)
+                if rate is not None and not rate.allow(address):
+                    await _refuse(send, 429, b'{"error": "too many requests, try again in a moment"}')
+                    return
+            await self.app(scope, receive, send)
+        finally:
+            _CLIENT.reset(token)
+
+
+async def _refuse(send: Send, status: int, body: bytes) -> None:
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if status == 429:
+        headers.append((b"retry-after", b"10"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
