@@ -26,7 +26,7 @@ from components.server.startup import freeze_startup_heap
 from components.settings import Settings
 from components.store.reservations import ReservationStore
 from components.web.downloads import CACHE_CLEANING
-from components.web.guard import QUEUE_MAX_SIZE, Guard
+from components.web.guard import QUEUE_MAX_SIZE, SESSIONS_MAX, Guard
 from components.web.head import PageHead
 from components.web.page import VisitorPage, header
 
@@ -60,6 +60,7 @@ with gr.Blocks(title=f"{config.name('en')} reservation voicebot", delete_cache=C
         with gr.Tab("管理 / Owner", id="owner", elem_id="owner-tab"):
             Console(config, store, access).build(demo)
     demo.queue(max_size=QUEUE_MAX_SIZE)  # events waiting at once, from everyone together
+demo.state_session_capacity = SESSIONS_MAX  # what launch(state_session_capacity=) sets; mounting reads it too
 
 if __name__ == "__main__":
     phone_handler = handlers[agent.engine]  # a caller has no Settings: the phone uses VOICE_ENGINE

@@ -149,10 +149,11 @@ def test_two_thousand_made_up_call_ids_leave_the_queue_and_the_page_as_they_were
     assert max(event for event, _ in after) < max(1.0, 3 * max(event for event, _ in before)), (before, after)
     assert max(page for _, page in after) < max(1.0, 3 * max(page for _, page in before)), (before, after)
     if addresses == 1:  # one client gets its rate's worth in; the rest are told to slow down, and cost nothing
-        assert statuses.count(200) <= 40 and set(statuses) == {200, 429}
+        assert statuses.count(200) <= 70 and set(statuses) == {200, 429}
         assert rss_after - rss_before < 20, (rss_before, rss_after)
     else:  # most joins got in; the rest found the queue full (its bound for everyone together), never an error
         assert statuses.count(200) >= 500 and set(statuses) <= {200, 503}, sorted(set(statuses))
+        assert rss_after - rss_before < 60, (rss_before, rss_after)  # Gradio keeps a bounded number of sessions
 
 
 def test_one_address_cannot_hold_the_lines_with_offers_that_never_connect(app: AppProcess) -> None:

@@ -28,15 +28,20 @@ from components.settings import Settings
 _CLIENT: contextvars.ContextVar[str] = contextvars.ContextVar("client", default="unknown")
 UPLOADS = ("/gradio_api/upload", "/upload")
 # path suffix -> (requests, per seconds) from one address
+# (a page load joins about ten events; a call's offer trickles its ICE candidates through the component server)
 LIMITS = {
-    "/gradio_api/queue/join": (30, 10.0),
-    "/gradio_api/component_server": (12, 10.0),
-    "/gradio_api/component_server/": (12, 10.0),
+    "/gradio_api/queue/join": (60, 10.0),
+    "/gradio_api/component_server": (60, 10.0),
+    "/gradio_api/component_server/": (60, 10.0),
     "/webrtc/offer": (6, 10.0),
     "/telephone/incoming": (6, 10.0),
     "/outputs": (10, 10.0),
 }
 QUEUE_MAX_SIZE = 256  # Gradio events waiting at once, from every address together (more are turned away)
+# Gradio keeps a copy of the page's config for every session id a client names (about 130 KB here), 10,000 by
+# default: a flood of made-up session ids would hold over a gigabyte. The oldest sessions beyond this are dropped
+# (a visitor who comes back after a flood may have to reload the page).
+SESSIONS_MAX = 300
 MAX_TRACKED = 20_000  # addresses remembered at once (the oldest are forgotten first)
 
 

@@ -35,6 +35,12 @@ NO_TURN_WARNING = (
 )
 
 
+BUSY = (
+    "通話の準備が混み合っています。少し待ってからもう一度お試しください。 "
+    "Too many calls are being set up right now; please try again in a moment."
+)
+
+
 class TurnUnavailable(RuntimeError):
     """TURN credentials could not be fetched; the message is safe to show (it names no secret)."""
 
@@ -72,7 +78,9 @@ def rtc_configuration(settings: Settings) -> RtcConfiguration | None:
             del cache[key]
         if address in cache:
             return cache[address][1]
-        if cache and not fetches.allow("provider"):  # a flood: share the freshest credentials
+        if not fetches.allow("provider"):  # a flood: share the freshest credentials, never ask the provider more
+            if not cache:
+                raise TurnUnavailable(BUSY)
             return max(cache.values(), key=lambda held: held[0])[1]
         credentials = await fetch()
         cache[address] = (now, credentials)
