@@ -209,7 +209,7 @@ def test_every_code_has_both_messages_and_the_required_codes_exist():
         "open": "11:00", "last_seating": "21:00", "close": "22:00", "max": 4, "min": 1, "when": "2026-04-19",
         "days": 60, "last_date": dt.date(2026, 6, 19), "value": "x", "step": 15, "example": "18:00, 18:15",
         "label": CONFIG.display_name, "detail": "x", "name": "x", "fields": ", ".join(FIELDS),
-        "booking_id": "AS-7K3Q", "tools": "x", "misses": 3,
+        "booking_id": "AS-7K3Q", "tools": "x", "misses": 3, "large_max": 10,
     }  # fmt: skip
     for code in Code:
         problem = Problem(code, None, samples)

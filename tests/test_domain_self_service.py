@@ -16,7 +16,7 @@ from components.restaurant.session import ReservationSession
 from components.restaurant.tools import run_tool
 from components.settings import Caps
 from components.store.reservations import ReservationStore
-from tests.domain_fixtures import count, jst
+from tests.domain_fixtures import count, jst, write_config
 
 CONFIG = load_config(DEFAULT_CONFIG_PATH)
 NOW = jst(2026, 4, 20, 9, 0)
@@ -185,8 +185,31 @@ def test_a_change_to_a_closed_day_is_refused_then_a_valid_change_is_stored_under
     row = store.get(booking_id)
     assert (row["date"], row["time"], row["party_size"], row["status"]) == ("2026-12-29", "19:30", 3, "confirmed")
     assert count(store) == CONFIG.tables
-    assert codes(call(session, "update_reservation", {"party_size": 4})) == ["already_confirmed"]
     assert session.touched == {booking_id}
+
+
+def test_a_change_then_a_cancel_in_one_call_needs_one_lookup(store) -> None:
+    booking_id = book(store)
+    session = new_call(store)
+    call(session, "find_reservation", {"booking_id": booking_id, "guest_name": "山田 太郎"})
+    call(session, "update_reservation", {"party_size": 3})
+    assert call(session, "confirm_reservation")["booking_id"] == booking_id
+    cancelled = call(session, "cancel_reservation")  # "on second thought, cancel it": no second lookup
+
+    assert codes(cancelled) == [] and cancelled["status"] == "cancelled" and cancelled["booking_id"] == booking_id
+    assert store.get(booking_id)["status"] == "cancelled"
+    assert codes(call(session, "update_reservation", {"party_size": 2})) == ["already_cancelled"]
+    assert codes(call(session, "cancel_reservation")) == ["already_cancelled"]
+
+
+def test_a_booking_made_on_this_call_can_be_cancelled_on_it(store) -> None:
+    session = new_call(store)
+    call(session, "update_reservation", {"guest_name": "Smith", "date": DAY, "time": "18:00", "party_size": 2})
+    booking_id = call(session, "confirm_reservation")["booking_id"]
+    assert call(session, "cancel_reservation")["status"] == "cancelled"
+    assert store.get(booking_id)["status"] == "cancelled" and session.touched == {booking_id}
+    another = new_call(store)  # another call has proved nothing: it cannot cancel without a lookup
+    assert codes(call(another, "cancel_reservation")) == ["no_booking_found"]
 
 
 def test_a_cancellation_frees_the_last_table_for_another_caller(store) -> None:
@@ -246,6 +269,35 @@ def test_a_party_of_six_is_refused_and_ends_in_a_callback_request(store) -> None
     (request,) = store.callbacks.listed()
     assert (request["guest_name"], request["phone"], request["language"]) == ("佐藤", "0312345678", "ja")
     assert count(store) == 0
+
+
+def test_a_party_of_eight_becomes_a_request_for_the_owner_where_the_restaurant_takes_large_parties(
+    store, tmp_path
+) -> None:
+    config = load_config(write_config(tmp_path, {"# large_party_max = 10": "large_party_max = 10"}))
+    session = ReservationSession(config, store, "en", clock=lambda: NOW, caller=Caller(visitor="ip:198.51.100.8"))
+    asked = call(session, "update_reservation", {"guest_name": "Sato", "date": DAY, "time": "19:00", "party_size": 8})
+    assert codes(asked) == ["large_party"] and asked["reservation"]["party_size"] == 8  # kept, not refused
+    assert "arranged by the owner" in asked["problems"][0]["message"]
+    no_number = call(session, "confirm_reservation")
+    assert codes(no_number) == ["missing_field", "not_ready", "large_party"] and not store.callbacks.listed()
+
+    call(session, "update_reservation", {"phone": "090-1111-2222", "requests": "a birthday"})
+    sent = call(session, "confirm_reservation")
+
+    assert sent["status"] == "requested" and sent["owner_request"] and sent["booking_id"] is None
+    (request,) = store.callbacks.listed()
+    assert (request["guest_name"], request["phone"]) == ("Sato", "09011112222")
+    assert request["request"] == "8名 / party of 8: 2026-04-21 19:00 — a birthday"
+    assert count(store) == 0  # no table is held: the owner decides
+    too_many = call(session, "update_reservation", {"party_size": 12})
+    assert codes(too_many)[0] == "party_too_large" and "at most 10 guests" in too_many["problems"][0]["message"]
+    assert too_many["reservation"]["party_size"] == 8  # the refused twelve is not merged
+
+
+def test_a_large_party_limit_below_the_online_limit_stops_the_app(tmp_path) -> None:
+    with pytest.raises(ValueError, match="large_party_max must not be below"):
+        load_config(write_config(tmp_path, {"# large_party_max = 10": "large_party_max = 3"}))
 
 
 def test_a_phone_call_books_with_the_callers_number_shown_masked(store) -> None:

@@ -86,16 +86,20 @@ def test_full_flow_books_and_moves_through_the_statuses(session):
     assert session.snapshot()["booking_id"] == confirmed["booking_id"]
 
 
-def test_after_confirming_the_draft_is_frozen(session):
+def test_after_confirming_a_change_on_the_same_call_keeps_the_booking_number(session):
     call(
         session, "update_reservation", {"guest_name": "Hanako", "date": "2026-04-21", "time": "19:00", "party_size": 2}
     )
     booking_id = call(session, "confirm_reservation")["booking_id"]
-    result = call(session, "update_reservation", {"time": "20:00"})
-    assert codes(result) == ["already_confirmed"] and booking_id in result["problems"][0]["message"]
-    assert result["reservation"]["time"] == "19:00" and result["status"] == "confirmed"
-    assert codes(call(session, "confirm_reservation")) == ["already_confirmed"]
-    assert count(session.store) == 1
+    again = call(session, "confirm_reservation")
+    assert codes(again) == ["already_confirmed"] and booking_id in again["problems"][0]["message"]
+
+    later = call(session, "update_reservation", {"time": "20:00"})  # "actually, make it eight"
+    assert codes(later) == [] and later["changing"] == booking_id and later["status"] == "ready"
+    assert session.store.get(booking_id)["time"] == "19:00"  # nothing is written before the read-back
+    saved = call(session, "confirm_reservation")
+    assert (saved["booking_id"], saved["status"]) == (booking_id, "confirmed")
+    assert session.store.get(booking_id)["time"] == "20:00" and count(session.store) == 1
 
 
 @pytest.mark.parametrize(

@@ -116,6 +116,7 @@ class RestaurantConfig:
     closed_periods: tuple[ClosedPeriod, ...]
     min_party_size: int
     max_party_size: int
+    large_party_max: int  # parties above max_party_size and up to this go to the owner as a request
     table_minutes: int
     tables: int
     max_days_ahead: int
@@ -262,6 +263,7 @@ class _Closed(_Model):
 class _Booking(_Model):
     min_party_size: Count
     max_party_size: Count
+    large_party_max: Count | None = None
     table_minutes: Count
     tables: Count
     max_days_ahead: Annotated[int, Field(ge=0)]
@@ -296,6 +298,7 @@ class _File(_Model):
             closed_periods=tuple(ClosedPeriod(c.start, c.end, c.reason.localized()) for c in self.closed),
             min_party_size=booking.min_party_size,
             max_party_size=booking.max_party_size,
+            large_party_max=booking.large_party_max or booking.max_party_size,
             table_minutes=booking.table_minutes,
             tables=booking.tables,
             max_days_ahead=booking.max_days_ahead,
@@ -347,6 +350,8 @@ def _check_consistency(config: RestaurantConfig) -> None:
     """Cross-setting checks a single key cannot catch."""
     if config.min_party_size > config.max_party_size:
         raise ValueError("booking.min_party_size must not exceed booking.max_party_size")
+    if config.large_party_max < config.max_party_size:
+        raise ValueError("booking.large_party_max must not be below booking.max_party_size")
     if _MINUTES_PER_DAY % config.step_minutes:
         raise ValueError("booking.step_minutes must divide a day evenly (e.g. 5, 10, 15, 30, 60)")
     step = config.step_minutes

@@ -40,6 +40,7 @@ class Code(StrEnum):
     STORE_UNAVAILABLE = "store_unavailable"
     NOT_READY = "not_ready"
     UNKNOWN_TOOL = "unknown_tool"
+    LARGE_PARTY = "large_party"
     TOO_MANY_BOOKINGS = "too_many_bookings"
     TOO_MANY_CALLBACKS = "too_many_callbacks"
     INTERNAL_ERROR = "internal_error"
@@ -97,9 +98,9 @@ _MESSAGES: dict[Code, Localized] = {
         "'{name}' is not a reservation field (fields: {fields}).",
     ),
     Code.ALREADY_CONFIRMED: Localized(
-        "ご予約はすでに確定しています（予約番号 {booking_id}）。変更は、予約番号とお名前でお調べしてから承ります。",
-        "This booking is already confirmed (booking ID {booking_id}). To change it, look it up by its number and "
-        "name first.",
+        "ご予約はすでに確定しています（予約番号 {booking_id}）。変更や取り消しは、このままお申し付けください。",
+        "This booking is already confirmed (booking ID {booking_id}); a change or a cancellation can be made on this "
+        "call without looking it up.",
     ),
     Code.ALREADY_CANCELLED: Localized(
         "このご予約は取り消し済みです（予約番号 {booking_id}）。",
@@ -112,6 +113,13 @@ _MESSAGES: dict[Code, Localized] = {
         "確認に{misses}回失敗したため、この通話ではご予約をお調べできません。スタッフからの折り返しをご提案ください。",
         "After {misses} unsuccessful tries, bookings can no longer be looked up on this call; offer a callback "
         "from the staff.",
+    ),
+    Code.LARGE_PARTY: Localized(
+        "{max}名様を超えるご予約（{large_max}名様まで）は、店主が直接ご相談を承ります。お名前・日時・人数・お電話番号を"
+        "お伺いし、内容を読み上げてから confirm_reservation で店主へのご依頼としてお送りします。",
+        "Parties of more than {max} (up to {large_max}) are arranged by the owner in person: take the name, date, "
+        "time, party size and phone number, read them back, and confirm_reservation sends them to the owner as a "
+        "request (it is not a booking yet).",
     ),
     Code.TOO_MANY_BOOKINGS: Localized(
         "お一人様からのご予約は1日{max}件までとさせていただいております。追加のご予約はお店に直接お電話ください。",

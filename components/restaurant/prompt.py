@@ -68,6 +68,13 @@ def _japanese(config: RestaurantConfig, local: dt.datetime) -> str:
             f"ご来店時刻は{config.step_minutes}分単位、本日から{config.max_days_ahead}日先まで。"
             f"1件のご予約でお席を{config.table_minutes}分ご利用いただけます。"
         ),
+        (
+            f"- {config.max_party_size + 1}〜{config.large_party_max}名様のご予約は店主が直接承ります。"
+            "日時・人数・お名前・お電話番号をお伺いし、読み上げてから confirm_reservation で店主へのご依頼として"
+            "お送りします（ご予約の確定ではありません）。"
+            if config.large_party_max > config.max_party_size
+            else None
+        ),
         f"- 住所: {config.address.ja}" if config.address.ja else None,
         f"- 電話番号: {config.phone}" if config.phone else None,
     ]
@@ -107,6 +114,7 @@ def _japanese(config: RestaurantConfig, local: dt.datetime) -> str:
         "2. 見つかったら内容を読み上げます。変更は update_reservation と check_availability で承り、"
         "変更後の内容を読み上げて「はい」をいただいてから confirm_reservation を呼びます（予約番号は変わりません）。",
         "3. 取り消しは、そのご予約を読み上げ、取り消してよいかはっきり確認してから cancel_reservation を呼びます。",
+        "4. この通話で確定・変更したご予約は、調べ直さずにそのまま変更・取り消しできます。",
         "",
         "# お店についてのご質問",
         "- メニュー、アレルギー、アクセス、駐車場、お支払い、お子様連れ、キャンセル規定などのご質問には、"
@@ -170,6 +178,13 @@ def _english(config: RestaurantConfig, local: dt.datetime) -> str:
             f"{config.step_minutes} minutes, from today up to {config.max_days_ahead} days ahead. "
             f"A booking keeps its table for {config.table_minutes} minutes."
         ),
+        (
+            f"- Parties of {config.max_party_size + 1} to {config.large_party_max} are arranged by the owner: take "
+            "the date, time, party size, name and phone number, read them back, and confirm_reservation sends them "
+            "to the owner as a request (it is not a confirmed booking)."
+            if config.large_party_max > config.max_party_size
+            else None
+        ),
         f"- Address: {config.address.en}" if config.address.en else None,
         f"- Phone: {config.phone}" if config.phone else None,
     ]
@@ -211,6 +226,7 @@ def _english(config: RestaurantConfig, local: dt.datetime) -> str:
         "booking back, and call confirm_reservation after the guest says yes (the booking number stays the same).",
         "3. To cancel, read that booking back, make sure the guest clearly wants it cancelled, then call "
         "cancel_reservation.",
+        "4. A booking made or changed on this call can be changed or cancelled again without looking it up.",
         "",
         "# Questions about the restaurant",
         "- For questions about the menu, allergies, access, parking, payment, children or the cancellation policy, "

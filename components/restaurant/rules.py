@@ -135,8 +135,12 @@ def _slot(code: Code, day: dt.date, moment: dt.time | None, field: str = "time",
 
 
 def _party_problems(size: int, config: RestaurantConfig) -> list[Problem]:
+    if config.max_party_size < size <= config.large_party_max:
+        return [
+            Problem(Code.LARGE_PARTY, "party_size", {"max": config.max_party_size, "large_max": config.large_party_max})
+        ]
     if size > config.max_party_size:
-        return [Problem(Code.PARTY_TOO_LARGE, "party_size", {"max": config.max_party_size})]
+        return [Problem(Code.PARTY_TOO_LARGE, "party_size", {"max": config.large_party_max})]
     if size < config.min_party_size:
         return [Problem(Code.PARTY_TOO_SMALL, "party_size", {"min": config.min_party_size})]
     return []

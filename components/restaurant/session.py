@@ -7,9 +7,10 @@ codes and rendered on every snapshot, so switching :attr:`ReservationSession.lan
 messages too.
 
 A call works on one booking at a time: a new one, or one the guest looked up (`find`), which becomes the
-draft, marked as a change of that booking. Once it is booked, changed or cancelled the draft is frozen; the
-guest can look a booking up again to go on. Callback requests (`request_callback`) and the restaurant's
-facts (`info`) answer what no booking can.
+draft, marked as a change of that booking. Once it is booked or changed, the guest has proved who they are on
+this call: a further change reopens the draft as a change of that same booking, and a cancel cancels it, with no
+second lookup. Once cancelled, the draft is frozen; the guest can look another booking up to go on. Callback
+requests (`request_callback`) and the restaurant's facts (`info`) answer what no booking can.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from components.restaurant.lookup import Caller, Lookup
 from components.restaurant.problems import SLOT_CODES, Code, FieldError, Problem
 from components.restaurant.rules import alternatives, bookable_times, booking_window, opening, validate_reservation
 
-COLLECTING, READY, CONFIRMED, CANCELLED = "collecting", "ready", "confirmed", "cancelled"
+COLLECTING, READY, CONFIRMED, CANCELLED, REQUESTED = "collecting", "ready", "confirmed", "cancelled", "requested"
 CHECK_FIELDS = ("date", "time", "party_size")
 CALLBACK_FIELDS = ("guest_name", "phone", "request")
 
@@ -77,6 +78,7 @@ class ReservationSession:
         self._found_start: dt.datetime | None = None  # when that booking starts, as stored
         self._cancelled = False
         self._callbacks = 0
+        self._requested = False  # a party too large to book went to the owner as a request
         self._lookup = Lookup(store, config.booking_id_prefix, self._caller, self.caps)
         self.touched: set[str] = set()  # every booking this call wrote
         self._lock = threading.RLock()
@@ -105,10 +107,11 @@ class ReservationSession:
         """Merge the valid ones of ``fields`` into the draft; report the others and unknown names."""
         with self._lock:
             now = self._clock()
-            if self._booking_id:
-                return self._result(now, [self._done()])
             if not fields:
                 return self._result(now, [Problem(Code.INVALID_ARGUMENTS, None, {"detail": "no fields given"})])
+            if self._booking_id and self._cancelled:
+                return self._result(now, [self._done()])
+            self._reopen()
             unknown, accepted, rejected = _normalize(fields)
             candidate = dataclasses.replace(self._draft, **accepted)
             try:
@@ -116,7 +119,7 @@ class ReservationSession:
             except StoreUnavailable:  # keep what the guest said; capacity is checked again once the store is back
                 existing, unknown = [], [*unknown, Problem(Code.STORE_UNAVAILABLE)]
             for problem in validate_reservation(candidate, self.config, now, existing, partial=True):
-                if problem.field in accepted:
+                if problem.field in accepted and problem.code != Code.LARGE_PARTY:  # kept: it goes to the owner
                     rejected.setdefault(problem.field, []).append(problem)
             self._draft = dataclasses.replace(
                 self._draft, **{name: value for name, value in accepted.items() if name not in rejected}
@@ -167,6 +170,8 @@ class ReservationSession:
                 return self._result(now, [self._done()])
             if self._rejected:  # the guest's latest wish was refused: booking the old value would be wrong
                 return self._result(now, [*map(missing_field, self._draft.missing()), Problem(Code.NOT_READY)])
+            if self._large_party() and not self._changing:
+                return self._request_for_owner(now)
             try:
                 if self._changing:
                     self.store.change(self._changing, self._draft, self.config, now, actor=self.actor)
@@ -214,8 +219,9 @@ class ReservationSession:
         """Cancel the booking looked up on this call; the guest agreed to the read-back."""
         with self._lock:
             now = self._clock()
-            if self._booking_id:
+            if self._booking_id and self._cancelled:
                 return self._result(now, [self._done()])
+            self._reopen()
             if not self._changing:
                 return self._result(now, [Problem(Code.NO_BOOKING_FOUND, "booking_id")])
             start = self._found_start
@@ -251,18 +257,21 @@ class ReservationSession:
                 problems.append(missing_field("request"))
             if problems:
                 return self._result(now, problems)
-            if self._callbacks >= self.caps.callbacks_per_call:
-                return self._result(
-                    now, [Problem(Code.TOO_MANY_CALLBACKS, None, {"max": self.caps.callbacks_per_call})]
-                )
-            limit = self.caps.callbacks_per_caller_per_day
-            if not self.store.tally.take(CALLBACK, self._caller.who, now, since=now - DAY, limit=limit):
-                return self._result(now, [Problem(Code.TOO_MANY_CALLBACKS, None, {"max": limit})])
-            self.store.callbacks.add(
-                now, guest_name=name, phone=phone, request=request, language=self.language, source=self.source
-            )
-            self._callbacks += 1
-            return self._result(now, [])
+            refused = self._callback(now, name, phone, request)
+            return self._result(now, [refused] if refused else [])
+
+    def _callback(self, now: dt.datetime, name: str | None, phone: str, request: str) -> Problem | None:
+        """Leave a callback request within the caps (per call, per caller a day); the problem if over them."""
+        if self._callbacks >= self.caps.callbacks_per_call:
+            return Problem(Code.TOO_MANY_CALLBACKS, None, {"max": self.caps.callbacks_per_call})
+        limit = self.caps.callbacks_per_caller_per_day
+        if not self.store.tally.take(CALLBACK, self._caller.who, now, since=now - DAY, limit=limit):
+            return Problem(Code.TOO_MANY_CALLBACKS, None, {"max": limit})
+        self.store.callbacks.add(
+            now, guest_name=name, phone=phone, request=request, language=self.language, source=self.source
+        )
+        self._callbacks += 1
+        return None
 
     def info(self, topic: object) -> dict:
         """The restaurant's own answer about ``topic`` (menu, allergies, …), or a problem saying there is none."""
@@ -286,6 +295,39 @@ class ReservationSession:
             return self._result(self._clock(), [problem], check=check)
 
     # ---- the result every tool answers with --------------------------------------------------------
+
+    def _large_party(self) -> bool:
+        size = self._draft.party_size
+        return size is not None and self.config.max_party_size < size <= self.config.large_party_max
+
+    def _request_for_owner(self, now: dt.datetime) -> dict:
+        """A party too large to book online goes to the owner as a callback request with its details, once the
+        draft holds everything else a booking would (and a number to call back)."""
+        current = [problem for problem in self._current_problems(now) if problem.code != Code.LARGE_PARTY]
+        missing = [missing_field(name) for name in self._draft.missing()]
+        if not self._draft.phone and not self._caller.phone:
+            missing.append(missing_field("phone"))
+        if current or missing:
+            return self._result(now, [*missing, Problem(Code.NOT_READY)])
+        draft = self._draft
+        assert draft.date is not None and draft.time is not None  # nothing is missing
+        request = (
+            f"{draft.party_size}名 / party of {draft.party_size}: {draft.date.isoformat()} {format_time(draft.time)}"
+        )
+        if draft.requests:
+            request += f" — {draft.requests}"
+        refused = self._callback(now, draft.guest_name, draft.phone or self._caller.phone, request)
+        if refused:
+            return self._result(now, [refused])
+        self._requested = True
+        return self._result(now, [])
+
+    def _reopen(self) -> None:
+        """The booking this call made or changed becomes the one being changed again (the guest already proved
+        who they are on this call)."""
+        if self._booking_id and not self._cancelled:
+            self._changing, self._booking_id = self._booking_id, None
+            self._found_start = dt.datetime.combine(self._draft.date, self._draft.time)  # type: ignore[arg-type]
 
     def _done(self) -> Problem:
         code = Code.ALREADY_CANCELLED if self._cancelled else Code.ALREADY_CONFIRMED
@@ -331,6 +373,8 @@ class ReservationSession:
             status = CANCELLED
         elif self._booking_id:
             status = CONFIRMED
+        elif self._requested and self._large_party():
+            status = REQUESTED
         elif check and not missing and not current:
             status = READY
         else:
@@ -347,6 +391,7 @@ class ReservationSession:
             "changing": self._changing,
             "alternatives": options,
             "callback_requested": self._callbacks > 0,
+            "owner_request": self._requested,
             **extra,
         }
 

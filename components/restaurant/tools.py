@@ -38,8 +38,9 @@ _PHONE = {"type": "string", "description": "The guest's phone number, if they ar
 _SPECS: dict[str, tuple[str, dict]] = {
     "update_reservation": (
         (
-            "Record what the guest has told you about their booking, a new one or the one you looked up. Pass only "
-            "the fields you learned or that changed; they are merged into this call's draft. The result lists "
+            "Record what the guest has told you about their booking: a new one, the one you looked up, or the one "
+            "booked or changed on this call (a change to it keeps its number). Pass only the fields you learned or "
+            "that changed; they are merged into this call's draft. The result lists "
             "problems (a refused value is not saved), the fields still missing, and nearby bookable alternatives "
             "when a date or time was refused."
         ),
@@ -102,8 +103,8 @@ _SPECS: dict[str, tuple[str, dict]] = {
     ),
     "cancel_reservation": (
         (
-            "Cancel the booking you looked up with find_reservation. Call only after reading that booking back and "
-            "hearing the guest clearly ask to cancel it."
+            "Cancel the booking you looked up with find_reservation, or the one booked or changed on this call. "
+            "Call only after reading that booking back and hearing the guest clearly ask to cancel it."
         ),
         {"type": "object", "properties": {}, "additionalProperties": False},
     ),

@@ -33,6 +33,8 @@ LABELS = {
         "ready": "確認待ち",
         "confirmed": "予約確定",
         "cancelled": "取り消し済み",
+        "requested": "店主へご依頼済み",
+        "owner_request": "店主から折り返しご連絡し、お席をご相談します。",
         "changing": "ご予約の変更",
         "changed": "変更を保存しました",
         "cancelled_booking": "取り消したご予約",
@@ -62,6 +64,8 @@ LABELS = {
         "ready": "Ready to confirm",
         "confirmed": "Confirmed",
         "cancelled": "Cancelled",
+        "requested": "Sent to the owner",
+        "owner_request": "The owner will call you back to arrange your table.",
         "changing": "Changing booking",
         "changed": "Change saved",
         "cancelled_booking": "Cancelled booking",
@@ -163,7 +167,9 @@ def card_html(view: CallView | None, restaurant_name: str, language: str = "ja")
             f'<div class="booking-id" data-outcome="{"cancelled" if status == "cancelled" else "booked"}">'
             f'{escape(words[title])} <strong data-booking-id="{booking_id}">{booking_id}</strong></div>'
         )
-    if snapshot.get("callback_requested"):
+    if snapshot.get("owner_request"):
+        parts.append(f'<p class="callback" data-callback="owner">{escape(words["owner_request"])}</p>')
+    elif snapshot.get("callback_requested"):
         parts.append(f'<p class="callback" data-callback="requested">{escape(words["callback"])}</p>')
     problems = snapshot.get("problems") or []
     if problems:
