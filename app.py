@@ -60,7 +60,6 @@ with gr.Blocks(title=f"{config.name('en')} reservation voicebot", delete_cache=C
         with gr.Tab("管理 / Owner", id="owner", elem_id="owner-tab"):
             Console(config, store, access).build(demo)
     demo.queue(max_size=QUEUE_MAX_SIZE)  # events waiting at once, from everyone together
-demo.state_session_capacity = SESSIONS_MAX  # what launch(state_session_capacity=) sets; mounting reads it too
 
 if __name__ == "__main__":
     phone_handler = handlers[agent.engine]  # a caller has no Settings: the phone uses VOICE_ENGINE
@@ -75,4 +74,5 @@ if __name__ == "__main__":
         share_call_limit(demo, agent.max_concurrent_calls)
         freeze_startup_heap()
         guard = Middleware(Guard, **Guard.options(settings))
-        demo.launch(app_kwargs={"middleware": [guard, Middleware(PageHead, **head)]})
+        middleware = [guard, Middleware(PageHead, **head)]
+        demo.launch(state_session_capacity=SESSIONS_MAX, app_kwargs={"middleware": middleware})

@@ -103,13 +103,18 @@ def test_a_voice_booking_is_in_the_console_and_the_owner_cancels_and_exports_it(
         booking_id = state["booking_id"]["attr"]
         wait_for_line(page, "bot", f"Booked, {booking_id}.")
 
-        # A wrong password is refused (after the slow-down) and shows nothing.
+        # A wrong password is refused and shows nothing; this address's next try is checked a second later.
         open_console(page, "not the password")
         page.wait_for_function(
             "() => document.querySelector('#owner-status')?.innerText.includes('not right')", timeout=20_000
         )
         assert not page.locator("#owner-console").is_visible()
         assert NAME not in page.inner_text("body")
+        open_console(page, PASSWORD)  # too soon: not even checked
+        page.wait_for_function(
+            "() => document.querySelector('#owner-status')?.innerText.includes('try again in 1 s')", timeout=20_000
+        )
+        page.wait_for_timeout(1100)
 
         # The right one opens the console with the booking, its phone number masked until asked for, and the
         # day's spending on the restaurant's key.
@@ -140,16 +145,25 @@ def test_a_voice_booking_is_in_the_console_and_the_owner_cancels_and_exports_it(
         walk_in = Reservation("Walk-in", dt.date.fromisoformat(day), dt.time(19, 0), 2)
         with pytest.raises(BookingRefused):
             store.book(walk_in, config, dt.datetime.now(dt.UTC))
+        hoping = Reservation("Ito", dt.date.fromisoformat(day), dt.time(19, 0), 2)  # a guest on the waitlist for it
+        store.waitlist.join(hoping, dt.datetime.now(dt.UTC), phone="09033334444", language="ja", source="phone")
         page.click("#owner-cancel")
         wait_for_rows(
             page, "owner-bookings", lambda rows: any(r["状態 / Status"] == "cancelled" for r in rows), "cancelled"
         )
         assert "cancelled; its table is free again" in page.inner_text("#owner-result")
+        assert "A table is free for Ito on the waitlist" in page.inner_text("#owner-result")
+        waiting = wait_for_rows(
+            page, "owner-waitlist", lambda rows: rows and rows[0]["状態 / Status"] == "notified", "the waitlist"
+        )
+        assert (waiting[0]["お名前 / Name"], waiting[0]["空いた予約 / Freed by"]) == ("Ito", booking_id)
         assert store.book(walk_in, config, dt.datetime.now(dt.UTC))
         audit = wait_for_rows(
-            page, "owner-audit", lambda rows: rows and rows[0]["操作 / What"] == "cancelled", "the audit"
+            page, "owner-audit", lambda rows: any(row["操作 / What"] == "cancelled" for row in rows), "the audit"
         )
-        assert (audit[0]["誰が / Who"], audit[0]["予約番号 / Booking"]) == ("owner:password", booking_id)
+        (cancelled,) = [row for row in audit if row["操作 / What"] == "cancelled"]
+        assert (cancelled["誰が / Who"], cancelled["予約番号 / Booking"]) == ("owner:password", booking_id)
+        assert audit[0]["操作 / What"] == "waitlist_notified"  # newest first: the waitlisted guest was told
         page.click("#owner-refresh")
         wait_for_rows(
             page, "owner-bookings", lambda rows: any(r["お名前 / Name"] == "Walk-in" for r in rows), "the walk-in"

@@ -295,6 +295,39 @@ def test_a_party_of_eight_becomes_a_request_for_the_owner_where_the_restaurant_t
     assert too_many["reservation"]["party_size"] == 8  # the refused twelve is not merged
 
 
+def test_a_full_evening_offers_the_waitlist_and_a_cancellation_tells_the_first_guest_who_fits(store) -> None:
+    ids = [book(store, name=f"Guest {n}") for n in range(CONFIG.tables)]  # 19:00 is full
+    hoping = new_call(store, caller=Caller(visitor="ip:198.51.100.50"))
+    full = call(hoping, "update_reservation", {"guest_name": "Ito", "date": DAY, "time": "19:00", "party_size": 2})
+    assert codes(full) == ["fully_booked"] and full["alternatives"]
+    no_number = call(hoping, "join_waitlist")  # a number to reach them is needed
+    assert codes(no_number)[0] == "missing_field" and no_number["problems"][0]["field"] == "phone"
+    call(hoping, "update_reservation", {"phone": "090-3333-4444"})
+    joined = call(hoping, "join_waitlist")
+    assert joined["waitlisted"] == "2026-04-21 19:00" and count(store) == CONFIG.tables  # not a booking
+    later = new_call(store, caller=Caller(visitor="ip:198.51.100.51"))
+    call(later, "update_reservation", {"guest_name": "Abe", "date": DAY, "time": "19:00", "party_size": 2})
+    call(later, "update_reservation", {"phone": "090-5555-6666"})
+    call(later, "join_waitlist")
+    (first, second) = store.waitlist.listed(jst(2026, 4, 21, 0, 0).date())
+    assert (first["guest_name"], first["status"], second["status"]) == ("Ito", "waiting", "waiting")
+
+    leaving = new_call(store)  # a booked guest calls to cancel
+    call(leaving, "find_reservation", {"booking_id": ids[0], "guest_name": "Guest 0"})
+    assert call(leaving, "cancel_reservation")["status"] == "cancelled"
+
+    (first, second) = store.waitlist.listed(jst(2026, 4, 21, 0, 0).date())
+    assert (first["status"], first["freed_by"], second["status"]) == ("notified", ids[0], "waiting")
+    assert any(entry["action"] == "waitlist_notified" for entry in store.audit.entries())
+
+
+def test_the_waitlist_is_for_full_slots_only(store) -> None:
+    session = new_call(store)
+    call(session, "update_reservation", {"guest_name": "Ito", "date": DAY, "time": "19:00", "party_size": 2})
+    call(session, "update_reservation", {"phone": "090-3333-4444"})
+    assert codes(call(session, "join_waitlist")) == ["not_full"] and not store.waitlist.listed(NOW.date())
+
+
 def test_a_large_party_limit_below_the_online_limit_stops_the_app(tmp_path) -> None:
     with pytest.raises(ValueError, match="large_party_max must not be below"):
         load_config(write_config(tmp_path, {"# large_party_max = 10": "large_party_max = 3"}))

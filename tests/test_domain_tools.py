@@ -42,6 +42,7 @@ def test_schemas_in_both_api_formats():
         "find_reservation",
         "cancel_reservation",
         "request_callback",
+        "join_waitlist",
         "get_restaurant_info",
     )
     realtime, chat = realtime_tools(), chat_tools()
@@ -52,11 +53,11 @@ def test_schemas_in_both_api_formats():
         assert flat["description"] == nested["function"]["description"]
         assert flat["parameters"] == nested["function"]["parameters"]
         assert flat["parameters"]["type"] == "object" and flat["parameters"]["additionalProperties"] is False
-    update, check, confirm, find, cancel, callback, info = (tool["parameters"] for tool in realtime)
+    update, check, confirm, find, cancel, callback, waitlist, info = (tool["parameters"] for tool in realtime)
     assert set(update["properties"]) == set(FIELDS) and "required" not in update
     assert update["properties"]["party_size"]["type"] == "integer"
     assert set(check["properties"]) == {"date", "time", "party_size"} and check["required"] == ["date"]
-    assert confirm["properties"] == {} and cancel["properties"] == {}
+    assert confirm["properties"] == {} and cancel["properties"] == {} and waitlist["properties"] == {}
     assert set(find["properties"]) == {"booking_id", "guest_name"} and find["required"] == ["booking_id"]
     assert set(callback["properties"]) == {"guest_name", "phone", "request"} and callback["required"] == ["request"]
     assert info["properties"]["topic"]["enum"] == [*FACT_TOPICS, "other"]

@@ -133,6 +133,15 @@ def test_a_phone_number_shows_masked_only_once_given_and_a_callback_is_promised(
     assert '<p class="callback" data-callback="requested">The staff will call you back.</p>' in html
 
 
+def test_a_large_party_sent_to_the_owner_and_a_waitlist_place_say_so_and_are_not_bookings() -> None:
+    sent = card_html(CallView(reservation=snapshot(status="requested", owner_request=True)), "AI-SHIFT", "en")
+    assert 'data-status="requested">Sent to the owner<' in sent
+    assert "The owner will call you back to arrange your table." in sent and "data-booking-id" not in sent
+    waiting = card_html(CallView(reservation=snapshot(waitlisted="2026-04-21 19:00")), "AI-SHIFT", "ja")
+    assert 'data-waitlisted="2026-04-21 19:00"' in waiting and "2026-04-21 19:00のキャンセル待ち" in waiting
+    assert "data-booking-id" not in waiting
+
+
 def test_a_freshly_drawn_card_already_shows_the_time_left() -> None:
     html = card_html(CallView(reservation=snapshot(), deadline=time.time() + 125.2), "AI-SHIFT", "en")
     assert re.search(r'data-deadline="\d+">2:0[45]</span>', html), html

@@ -26,7 +26,6 @@ from fastrtc import AdditionalOutputs, CloseStream
 from components.call.call import CallOutput, ViewUpdate
 
 FASTRTC_VERSION = "0.0.34"
-UNKNOWN_CALL_WAIT_S = 0.5  # the page names its call as it connects: a moment's grace, then a made-up id is dropped
 POLL_S = 0.25
 
 
@@ -38,13 +37,13 @@ def to_fastrtc(output: CallOutput) -> AdditionalOutputs | CloseStream:
 
 
 async def _outputs(component: Any, webrtc_id: str) -> AsyncIterator[AdditionalOutputs]:
-    """The additional outputs of one call this process took an offer for, until it ends; nothing for another id."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + UNKNOWN_CALL_WAIT_S
-    while webrtc_id not in component.pcs:
-        if loop.time() > deadline:
-            return
-        await asyncio.sleep(0.05)
+    """The additional outputs of one call this process took an offer for, until it ends; nothing for another id.
+
+    The page starts following its call once the call has connected, so its offer was answered (and is in `pcs`)
+    before: an id that is not there is made up, and the job ends at once. It must: every job holds one of Gradio's
+    40 queue workers, shared by every event of the page."""
+    if webrtc_id not in component.pcs:
+        return
     while True:
         outputs = component.additional_outputs.get(webrtc_id)  # `.get`: never creates a queue for the id
         if outputs is None:

@@ -20,7 +20,14 @@ import gradio as gr
 
 from components.call.state import CallView
 from components.console.access import OwnerAccess
-from components.console.views import audit_frame, bookings_csv, bookings_frame, callbacks_frame, load_frame
+from components.console.views import (
+    audit_frame,
+    bookings_csv,
+    bookings_frame,
+    callbacks_frame,
+    load_frame,
+    waitlist_frame,
+)
 from components.restaurant.book import BookingRefused, StoreUnavailable
 from components.restaurant.calendar import bookings_calendar
 from components.restaurant.config import RestaurantConfig
@@ -131,6 +138,9 @@ class Console:
                     None, label="No.", precision=0, minimum=1, elem_id="owner-callback-id", min_width=120
                 )
                 done = gr.Button("対応済みにする / Mark done", size="sm", elem_id="owner-callback-done")
+            waiting = gr.Dataframe(
+                row_count=1, interactive=False, wrap=True, elem_id="owner-waitlist", label="キャンセル待ち / Waitlist"
+            )
             audit = gr.Dataframe(
                 row_count=1, interactive=False, wrap=True, elem_id="owner-audit", label="操作の記録 / Audit log"
             )
@@ -138,7 +148,7 @@ class Console:
             sign_out = gr.Button("サインアウト / Sign out", size="sm")
 
         filters = [token, day, status_filter, search, show_phone]
-        data = [result, bookings, load, callbacks, audit, csv, ics]
+        data = [result, bookings, load, callbacks, waiting, audit, csv, ics]
         shown = [signed_out, signed_in, who, feed, *data]
         hidden: dict[str, Any] = {"api_name": False, "show_progress": "hidden"}
         with private_events():
@@ -183,10 +193,13 @@ class Console:
 
     def sign_in(self, attempt: str, day: str, status: str, search: str, show_phone: bool, request: gr.Request) -> tuple:
         answer = self.access.sign_in(attempt, client_address(request))
+        # A refused attempt changes nothing but the message (the console is not open): the cheapest answer Gradio
+        # can send, so a flood of guesses costs little and the owner's own sign-in is not held up behind it.
+        unchanged = [gr.skip()] * len(self._signed_out())
         if answer.retry_in_s:
-            return (None, WAIT.format(seconds=max(1, round(answer.retry_in_s))), "", *self._signed_out())
+            return (None, WAIT.format(seconds=max(1, round(answer.retry_in_s))), "", *unchanged)
         if answer.token is None:
-            return (None, WRONG, "", *self._signed_out())
+            return (None, WRONG, "", *unchanged)
         return (answer.token, "", "", *self._shown("password", day, status, search, show_phone))
 
     def open(self, token: str | None, day: str, status: str, search: str, show_phone: bool, request: gr.Request):
@@ -230,24 +243,44 @@ class Console:
         if problems:
             return self._data(day, status, search, show_phone, _problems(problems))
         note = self._override(owner, override, reason)
-        message = self._write(
-            lambda now: self.store.change(
-                booking_id or "", reservation, self.config, now, actor=f"owner:{owner}", override=note
-            ),
-            f"{(booking_id or '').upper()} を変更しました。/ Booking {(booking_id or '').upper()} changed.",
-        )
-        return self._data(day, status, search, show_phone, message)
+        booking = (booking_id or "").strip().upper()
+        told: list[str] = []
+
+        def change(now: dt.datetime) -> None:
+            before = self.store.get(booking)
+            self.store.change(booking, reservation, self.config, now, actor=f"owner:{owner}", override=note)
+            told.extend(self._tell_the_waitlist(before, now))
+
+        message = self._write(change, f"{booking} を変更しました。/ Booking {booking} changed.")
+        return self._data(day, status, search, show_phone, " ".join([message, *told]))
 
     def cancel(self, token, day, status, search, show_phone, booking_id, request: gr.Request):
         owner = self.access.owner(token, request)
         if not owner:
             return self._nothing()
         booking = (booking_id or "").strip().upper()
+        told: list[str] = []
+
+        def cancel(now: dt.datetime) -> None:
+            told.extend(self._tell_the_waitlist(self.store.cancel(booking, now, actor=f"owner:{owner}"), now))
+
         message = self._write(
-            lambda now: self.store.cancel(booking, now, actor=f"owner:{owner}"),
-            f"{booking} を取り消しました。席は再び予約できます。/ {booking} cancelled; its table is free again.",
+            cancel, f"{booking} を取り消しました。席は再び予約できます。/ {booking} cancelled; its table is free again."
         )
-        return self._data(day, status, search, show_phone, message)
+        return self._data(day, status, search, show_phone, " ".join([message, *told]))
+
+    def _tell_the_waitlist(self, freed: dict[str, Any] | None, now: dt.datetime) -> list[str]:
+        """A booking left its slot: the first waiting guest who now fits is notified; what to tell the owner."""
+        if not freed:
+            return []
+        day = dt.date.fromisoformat(freed["date"])
+        entry = self.store.waitlist.notify_freed(day, self.config, now, freed_by=freed["booking_id"])
+        if entry is None:
+            return []
+        slot = f"{entry['date']} {entry['time']}"
+        name, party = entry["guest_name"], entry["party_size"]
+        ja = f"キャンセル待ちの{name}様（{slot}、{party}名）にお席が空きました。"
+        return [f"{ja}/ A table is free for {name} on the waitlist ({slot}, party of {party})."]
 
     def add(self, token, day, status, search, show_phone, *form_and_override, request: gr.Request):
         owner = self.access.owner(token, request)
@@ -347,7 +380,7 @@ class Console:
         return (gr.update(visible=True), gr.update(visible=False), "", "", *self._nothing())
 
     def _nothing(self) -> tuple:
-        return ("", None, None, None, None, None, None)
+        return ("", None, None, None, None, None, None, None)
 
     def _data(self, day: str, status: str, search: str, show_phone: bool, message: str = "") -> tuple:
         """Everything the signed-in console shows, for the filters given."""
@@ -359,9 +392,10 @@ class Console:
             rows = self.store.bookings_from(first, status=status or None, search=search)
             around = self.store.bookings_from(first - dt.timedelta(days=1), until=first, status="confirmed")
             callbacks = self.store.callbacks.listed()
+            waiting = self.store.waitlist.listed(dt.date.fromisoformat(self.today()))
             audit = self.store.audit.entries()
         except StoreUnavailable:
-            return (UNAVAILABLE, None, None, None, None, None, None)
+            return (UNAVAILABLE, None, None, None, None, None, None, None)
         stem = f"bookings-{first.isoformat()}"
         csv_path = DOWNLOADS.write(f"{stem}.csv", bookings_csv(rows, show_phone))
         ics_path = DOWNLOADS.write(f"{stem}.ics", bookings_calendar(rows, self.config, self.config.default_language))
@@ -370,6 +404,7 @@ class Console:
             bookings_frame(rows, self.config, show_phone),
             load_frame(around, first, self.config),
             callbacks_frame(callbacks, self.config, show_phone),
+            waitlist_frame(waiting, self.config, show_phone),
             audit_frame(audit, self.config),
             csv_path,
             ics_path,

@@ -42,6 +42,16 @@ CALLBACK_COLUMNS = {
     "status": "状態 / Status",
     "done_by": "対応 / Done by",
 }
+WAITLIST_COLUMNS = {
+    "date": "日付 / Date",
+    "time": "時間 / Time",
+    "party_size": "人数 / Guests",
+    "guest_name": "お名前 / Name",
+    "phone": "電話 / Phone",
+    "status": "状態 / Status",
+    "notified_at": "お知らせ / Told",
+    "freed_by": "空いた予約 / Freed by",
+}
 AUDIT_COLUMNS = {
     "at": "日時 / When",
     "actor": "誰が / Who",
@@ -83,6 +93,18 @@ def callbacks_frame(rows: Iterable[Mapping[str, Any]], config: RestaurantConfig,
         for row in rows
     ]
     return pd.DataFrame(records, columns=list(CALLBACK_COLUMNS)).rename(columns=CALLBACK_COLUMNS)
+
+
+def waitlist_frame(rows: Iterable[Mapping[str, Any]], config: RestaurantConfig, show_phone: bool) -> pd.DataFrame:
+    records = [
+        {
+            **{key: row.get(key) or "" for key in WAITLIST_COLUMNS},
+            "notified_at": local_stamp(row["notified_at"], config) if row.get("notified_at") else "",
+            "phone": row["phone"] if show_phone else mask_phone(row["phone"]),
+        }
+        for row in rows
+    ]
+    return pd.DataFrame(records, columns=list(WAITLIST_COLUMNS)).rename(columns=WAITLIST_COLUMNS)
 
 
 def audit_frame(rows: Iterable[Mapping[str, Any]], config: RestaurantConfig) -> pd.DataFrame:

@@ -49,12 +49,23 @@ class Tally(Protocol):
         ...
 
 
+class WaitingList(Protocol):
+    """Guests waiting for a full slot; the first who fits is notified when a table frees up."""
+
+    def join(self, reservation: Reservation, now: dt.datetime, *, phone: str, language: str, source: str) -> int: ...
+
+    def notify_freed(
+        self, day: dt.date, config: RestaurantConfig, now: dt.datetime, *, freed_by: str
+    ) -> dict[str, Any] | None: ...
+
+
 class BookingBook(Protocol):
     """Bookings and callback requests. Every write re-checks the rules and capacity atomically (two calls may race
     for the last table); any method may raise `StoreUnavailable`, a write also `BookingRefused`."""
 
     callbacks: CallbackRequests
     tally: Tally
+    waitlist: WaitingList
 
     def get(self, booking_id: str) -> dict[str, Any] | None: ...
 

@@ -41,6 +41,7 @@ class Code(StrEnum):
     NOT_READY = "not_ready"
     UNKNOWN_TOOL = "unknown_tool"
     LARGE_PARTY = "large_party"
+    NOT_FULL = "not_full"
     TOO_MANY_BOOKINGS = "too_many_bookings"
     TOO_MANY_CALLBACKS = "too_many_callbacks"
     INTERNAL_ERROR = "internal_error"
@@ -120,6 +121,10 @@ _MESSAGES: dict[Code, Localized] = {
         "Parties of more than {max} (up to {large_max}) are arranged by the owner in person: take the name, date, "
         "time, party size and phone number, read them back, and confirm_reservation sends them to the owner as a "
         "request (it is not a booking yet).",
+    ),
+    Code.NOT_FULL: Localized(
+        "{date} {time:%H:%M}はまだご予約いただけます。キャンセル待ちではなく、そのままご予約ください。",
+        "{time:%H:%M} on {date} can still be booked: book it rather than joining the waitlist.",
     ),
     Code.TOO_MANY_BOOKINGS: Localized(
         "お一人様からのご予約は1日{max}件までとさせていただいております。追加のご予約はお店に直接お電話ください。",

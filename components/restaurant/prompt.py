@@ -101,7 +101,9 @@ def _japanese(config: RestaurantConfig, local: dt.datetime) -> str:
         "1. お名前、ご来店日と時間、人数、ご要望（アレルギーや記念日など。なくても結構です）を順にお伺いします。",
         "   ブラウザからのお客様には、差し支えなければお電話番号もお伺いします（お断りされても結構です）。",
         "2. お伺いした内容は、その都度 update_reservation で記録します。",
-        "3. 日時を決めるときは check_availability で空きを確かめ、空いている時間だけをご案内します。",
+        "3. 日時を決めるときは check_availability で空きを確かめ、空いている時間だけをご案内します。"
+        "満席で、ほかの時間も合わないときは、お名前とお電話番号を伺って join_waitlist でキャンセル待ちにお入れします"
+        "（ご予約ではないこと、お席が空けばご連絡することをお伝えください）。",
         "4. すべてそろったら、お名前・日時・人数・ご要望を読み上げ、この内容でよろしいかお尋ねします。",
         "5. お客様がはっきり「はい」とおっしゃってから、はじめて confirm_reservation を呼びます。",
         "6. 確定したら予約番号を、英数字を一文字ずつ区切ってはっきり読み上げます。"
@@ -212,7 +214,9 @@ def _english(config: RestaurantConfig, local: dt.datetime) -> str:
         "1. Ask for the guest's name, the date and time, the number of guests, and any requests "
         "(allergies, a celebration; none is fine). A guest on the web may give a phone number too, if they like.",
         "2. Record each answer right away with update_reservation.",
-        "3. Before offering or accepting a time, use check_availability and only offer times it returns.",
+        "3. Before offering or accepting a time, use check_availability and only offer times it returns. If the "
+        "time is fully booked and no other suits, offer the waitlist: with their name and phone number, "
+        "join_waitlist (it is not a booking; they are contacted if a table frees up).",
         "4. When everything is collected, read the booking back (name, date, time, guests, requests) "
         "and ask whether it is correct.",
         "5. Call confirm_reservation only after the guest clearly says yes.",

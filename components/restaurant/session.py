@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from components.restaurant.book import BookingBook, BookingRefused, StoreUnavailable
-from components.restaurant.caps import BOOKING, CALLBACK, DAY, Caps
+from components.restaurant.caps import BOOKING, CALLBACK, DAY, WAITLIST, Caps
 from components.restaurant.config import RestaurantConfig, language_code
 from components.restaurant.fields import (
     FIELDS,
@@ -79,6 +79,7 @@ class ReservationSession:
         self._cancelled = False
         self._callbacks = 0
         self._requested = False  # a party too large to book went to the owner as a request
+        self._waitlisted: str | None = None  # the slot this call put the guest on the waitlist for
         self._lookup = Lookup(store, config.booking_id_prefix, self._caller, self.caps)
         self.touched: set[str] = set()  # every booking this call wrote
         self._lock = threading.RLock()
@@ -176,6 +177,7 @@ class ReservationSession:
                 if self._changing:
                     self.store.change(self._changing, self._draft, self.config, now, actor=self.actor)
                     self._booking_id = self._changing
+                    self._tell_the_waitlist(self._found_start, now)
                 else:
                     limit = self.caps.bookings_per_caller_per_day
                     if self.store.tally.count(BOOKING, self._caller.who, now - DAY) >= limit:
@@ -234,7 +236,42 @@ class ReservationSession:
                 return self._result(now, refusal.problems)
             self._booking_id, self._cancelled = self._changing, True
             self.touched.add(self._booking_id)
+            self._tell_the_waitlist(start, now)
             return self._result(now, [])
+
+    def join_waitlist(self) -> dict:
+        """Put the guest on the waitlist for the slot they asked for, which must be fully booked (a full time is
+        refused, so it is not in the draft: it is the one the refusal names); they are told if a table frees up."""
+        with self._lock:
+            now = self._clock()
+            full = next((problem for problem in self._current_problems(now) if problem.code == Code.FULLY_BOOKED), None)
+            draft = self._draft
+            if full is not None:
+                draft = dataclasses.replace(draft, date=full.params["date"], time=full.params["time"])
+            missing = [missing_field(name) for name in draft.missing()]
+            phone = draft.phone or self._caller.phone
+            if not phone:
+                missing.append(missing_field("phone"))
+            if missing:
+                return self._result(now, missing)
+            if full is None:
+                return self._result(now, [Problem(Code.NOT_FULL, "time", {"date": draft.date, "time": draft.time})])
+            limit = self.caps.callbacks_per_caller_per_day
+            if not self.store.tally.take(WAITLIST, self._caller.who, now, since=now - DAY, limit=limit):
+                return self._result(now, [Problem(Code.TOO_MANY_CALLBACKS, None, {"max": limit})])
+            self.store.waitlist.join(draft, now, phone=phone, language=self.language, source=self.source)
+            self._waitlisted = f"{draft.date} {format_time(draft.time)}"  # type: ignore[arg-type]
+            return self._result(now, [])
+
+    def _tell_the_waitlist(self, freed: dt.datetime | None, now: dt.datetime) -> None:
+        """A table on the day of `freed` may be free now: the first waiting guest who fits is notified. The booking
+        is already written, so a store that fails here loses nothing of it (the console still lists the waitlist)."""
+        if freed is None or self._booking_id is None:
+            return
+        try:
+            self.store.waitlist.notify_freed(freed.date(), self.config, now, freed_by=self._booking_id)
+        except StoreUnavailable:
+            pass
 
     # ---- what no booking can answer ----------------------------------------------------------------
 
@@ -392,6 +429,7 @@ class ReservationSession:
             "alternatives": options,
             "callback_requested": self._callbacks > 0,
             "owner_request": self._requested,
+            "waitlisted": self._waitlisted,
             **extra,
         }
 

@@ -128,6 +128,14 @@ _SPECS: dict[str, tuple[str, dict]] = {
             "additionalProperties": False,
         },
     ),
+    "join_waitlist": (
+        (
+            "Put the guest on the waitlist for the draft's date, time and party size, when that slot is fully booked "
+            "and none of the alternatives suits them. Needs their name and phone number; tell them they will be "
+            "contacted if a table frees up, and that this is not a booking."
+        ),
+        {"type": "object", "properties": {}, "additionalProperties": False},
+    ),
     "get_restaurant_info": (
         (
             "The restaurant's own answer to a guest's question about one topic. Answer questions only from what this "
@@ -154,6 +162,7 @@ _HANDLERS: dict[str, Callable[[ReservationSession, dict], dict]] = {
     ),
     "cancel_reservation": lambda session, _arguments: session.cancel(),
     "request_callback": lambda session, arguments: session.request_callback(arguments),
+    "join_waitlist": lambda session, _arguments: session.join_waitlist(),
     "get_restaurant_info": lambda session, arguments: session.info(arguments.get("topic")),
 }
 

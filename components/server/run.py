@@ -20,6 +20,7 @@ from components.restaurant.config import RestaurantConfig
 from components.server.limits import webrtc_components
 from components.server.routes import VoicebotStream
 from components.settings import AgentSettings, LineSettings, Settings
+from components.web.guard import SESSIONS_MAX
 
 NO_HF_TOKEN = """\
 `python app.py --phone` needs a Hugging Face token: FastPhone (fastrtc's free temporary phone number) is
@@ -73,6 +74,7 @@ def build_server(
     app.state.stream = stream
     stream.mount(app)
     if ui is not None:
+        ui.state_session_capacity = SESSIONS_MAX  # as `launch(state_session_capacity=)` sets it; mounting reads it
         gr.mount_gradio_app(app, ui, path="/")  # last: the UI takes every path the routes above do not
     return app
 

@@ -35,15 +35,16 @@ from components.store.audit import AuditLog, record
 from components.store.callbacks import CallbackBook
 from components.store.database import MIGRATION_LOCK, SQLITE_BUSY_S, Database
 from components.store.schema import migrate, reservations
+from components.store.slots import ONE_DAY, around, starts
 from components.store.tally import Tally
 from components.store.usage import UsageLedger
+from components.store.waitlist import WaitList
 
 # Booking ids are read aloud over the phone: no 0/O, 1/I/L to confuse.
 ID_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
 ID_LENGTH = 6  # 31^6, about 900 million: a guessed number is as good as none
 _ID_ATTEMPTS = 50
 _ROW = [column for column in reservations.c if column.name not in ("id", "transcript")]
-_ONE_DAY = dt.timedelta(days=1)
 
 
 def new_booking_id(prefix: str) -> str:
@@ -80,6 +81,7 @@ class ReservationStore:
         self.audit = AuditLog(self.db, self._ensure_schema)
         self.usage = UsageLedger(self.db, self._ensure_schema)
         self.tally = Tally(self.db, self._ensure_schema)
+        self.waitlist = WaitList(self.db, self._ensure_schema)
         self._booking_ids = booking_ids
         self._schema_ready = False
         self._schema_lock = threading.Lock()
@@ -108,8 +110,8 @@ class ReservationStore:
         """
         self._ensure_schema()
         day = reservation.date
-        with self.db.write(_around(day)) as connection:
-            existing = _starts(connection, day - _ONE_DAY, day + _ONE_DAY) if day else []
+        with self.db.write(around(day)) as connection:
+            existing = starts(connection, day - ONE_DAY, day + ONE_DAY) if day else []
             problems = validate_reservation(reservation, config, now, existing, party_limit=override is None)
             if problems:
                 raise BookingRefused(problems)
@@ -142,13 +144,13 @@ class ReservationStore:
         before = self.get(booking_id)
         if before is None or before["status"] != CONFIRMED:
             raise BookingRefused([Problem(Code.NOT_FOUND)])
-        days = _around(reservation.date) | _around(dt.date.fromisoformat(before["date"]))
+        days = around(reservation.date) | around(dt.date.fromisoformat(before["date"]))
         with self.db.write(days) as connection:
             current = _row(connection, booking_id, lock=True)
             if current is None or current["status"] != CONFIRMED:
                 raise BookingRefused([Problem(Code.NOT_FOUND)])
             day = reservation.date
-            existing = _starts(connection, day - _ONE_DAY, day + _ONE_DAY, exclude=booking_id) if day else []
+            existing = starts(connection, day - ONE_DAY, day + ONE_DAY, exclude=booking_id) if day else []
             problems = validate_reservation(reservation, config, now, existing, party_limit=override is None)
             if problems:
                 raise BookingRefused(problems)
@@ -167,7 +169,7 @@ class ReservationStore:
         before = self.get(booking_id)
         if before is None or before["status"] != CONFIRMED:
             raise BookingRefused([Problem(Code.NOT_FOUND)])
-        with self.db.write(_around(dt.date.fromisoformat(before["date"]))) as connection:
+        with self.db.write(around(dt.date.fromisoformat(before["date"]))) as connection:
             done = connection.execute(
                 update(reservations)
                 .where(reservations.c.booking_id == booking_id, reservations.c.status == CONFIRMED)
@@ -241,7 +243,7 @@ class ReservationStore:
         but for the booking ``exclude`` (one being changed does not compete with itself)."""
         self._ensure_schema()
         with self.db.read() as connection:
-            return _starts(connection, first, last, exclude=exclude)
+            return starts(connection, first, last, exclude=exclude)
 
     # ---- the schema --------------------------------------------------------------------------------
 
@@ -292,28 +294,12 @@ def normalize_id(booking_id: str) -> str:
     return booking_id.strip().upper()
 
 
-def _around(day: dt.date | None) -> set[dt.date]:
-    """The dates whose bookings can share a table with one on ``day``: a stay may run past midnight."""
-    return set() if day is None else {day - _ONE_DAY, day, day + _ONE_DAY}
-
-
 def _row(connection: Connection, booking_id: str, lock: bool = False) -> dict[str, Any] | None:
     query = select(*_ROW).where(reservations.c.booking_id == booking_id)
     if lock:
         query = query.with_for_update()
     row = connection.execute(query).first()
     return dict(row._mapping) if row else None
-
-
-def _starts(connection: Connection, first: dt.date, last: dt.date, exclude: str | None = None) -> list[dt.datetime]:
-    query = select(reservations.c.date, reservations.c.time).where(
-        reservations.c.status == CONFIRMED,
-        reservations.c.date >= first.isoformat(),
-        reservations.c.date <= last.isoformat(),
-    )
-    if exclude:
-        query = query.where(reservations.c.booking_id != exclude)
-    return [dt.datetime.fromisoformat(f"{day}T{moment}") for day, moment in connection.execute(query)]
 
 
 def _public(values: dict[str, Any], override: str | None) -> dict[str, Any]:

@@ -118,6 +118,24 @@ phone_calls = Table(
     Column("at", String(32), nullable=False),
 )
 
+waitlist = Table(
+    "waitlist",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("created_at", String(32), nullable=False),
+    Column("date", String(10), nullable=False),  # the slot asked for, restaurant-local
+    Column("time", String(5), nullable=False),
+    Column("party_size", Integer, nullable=False),
+    Column("guest_name", String(MAX_NAME_LENGTH * 2), nullable=False),
+    Column("phone", String(32), nullable=False),
+    Column("language", String(8), nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("status", String(16), nullable=False, server_default="waiting"),  # waiting / notified
+    Column("notified_at", String(32)),
+    Column("freed_by", String(16)),  # the booking whose cancellation or change freed the table
+    Index("waitlist_by_slot", "date", "status"),
+)
+
 schema_version = Table(
     "schema_version",
     metadata,
@@ -166,12 +184,18 @@ def _add_v5(connection: Connection) -> None:
     phone_calls.create(connection, checkfirst=True)
 
 
+def _add_v6(connection: Connection) -> None:
+    """The waitlist for full evenings."""
+    waitlist.create(connection, checkfirst=True)
+
+
 MIGRATIONS: tuple[tuple[int, Callable[[Connection], None]], ...] = (
     (1, _create_v1),
     (2, _add_v2),
     (3, _add_v3),
     (4, _add_v4),
     (5, _add_v5),
+    (6, _add_v6),
 )
 LATEST = MIGRATIONS[-1][0]
 

@@ -211,8 +211,8 @@ class VisitorPage:
                 time_limit=self.settings.hard_time_limit_s,
             )
             # Each call streams its updates for as long as it lasts, and only a call this process took: a made-up
-            # call id ends within half a second, so a flood of them neither holds a slot nor delays a real call's
-            # views (no shared limit to fill; `web.guard` bounds how many any one address may start).
+            # call id ends at once, so a flood of them neither holds a slot nor delays a real call's views (no
+            # shared limit to fill; `web.guard` bounds how many any one address may start).
             follow_outputs(
                 call, self.show_call, [transcript, card, ics, markdown, data, last_view], concurrency_limit=None
             )

@@ -35,6 +35,7 @@ LABELS = {
         "cancelled": "取り消し済み",
         "requested": "店主へご依頼済み",
         "owner_request": "店主から折り返しご連絡し、お席をご相談します。",
+        "waitlisted": "{slot}のキャンセル待ちに登録しました。お席が空きしだいご連絡します（ご予約ではありません）。",
         "changing": "ご予約の変更",
         "changed": "変更を保存しました",
         "cancelled_booking": "取り消したご予約",
@@ -66,6 +67,7 @@ LABELS = {
         "cancelled": "Cancelled",
         "requested": "Sent to the owner",
         "owner_request": "The owner will call you back to arrange your table.",
+        "waitlisted": "On the waitlist for {slot}: we will contact you if a table frees up (this is not a booking).",
         "changing": "Changing booking",
         "changed": "Change saved",
         "cancelled_booking": "Cancelled booking",
@@ -167,6 +169,9 @@ def card_html(view: CallView | None, restaurant_name: str, language: str = "ja")
             f'<div class="booking-id" data-outcome="{"cancelled" if status == "cancelled" else "booked"}">'
             f'{escape(words[title])} <strong data-booking-id="{booking_id}">{booking_id}</strong></div>'
         )
+    if snapshot.get("waitlisted"):
+        waiting = words["waitlisted"].format(slot=snapshot["waitlisted"])
+        parts.append(f'<p class="callback" data-waitlisted="{escape(snapshot["waitlisted"])}">{escape(waiting)}</p>')
     if snapshot.get("owner_request"):
         parts.append(f'<p class="callback" data-callback="owner">{escape(words["owner_request"])}</p>')
     elif snapshot.get("callback_requested"):
