@@ -18,6 +18,7 @@ import pytest
 from components.restaurant.config import RestaurantConfig, load_config
 from components.restaurant.fields import Reservation
 from components.restaurant.lookup import Caller
+from components.restaurant.session import ReservationSession
 from components.settings import ENGINES
 from components.store.reservations import ReservationStore
 from tests import postgres
@@ -310,6 +311,136 @@ def test_a_party_of_six_ends_in_a_callback_request(engine, config, store, monkey
         f"6 people on {day} at 19:00",
     )
     assert count(store) == 0
+
+
+def test_a_party_of_eight_goes_to_the_owner_where_the_restaurant_takes_large_parties(
+    engine, store, monkeypatch, tmp_path
+) -> None:
+    config = load_config(write_config(tmp_path, {"# large_party_max = 10": "large_party_max = 10"}))
+    day = bookable_day(config)
+    model = fake_model(
+        engine,
+        GREETING,
+        [
+            Exchange(
+                "Eight of us at seven, name Sato.",
+                "The owner arranges parties of that size. May I have a number to call you back?",
+                [("update_reservation", {"guest_name": "Sato", "date": day, "time": "19:00", "party_size": 8})],
+            ),
+            Exchange(
+                "Zero nine zero, one one one one, two two two two.",
+                lambda out: f"Sent to the owner: {out['status']}.",
+                [("update_reservation", {"phone": "090-1111-2222"}), ("confirm_reservation", {})],
+            ),
+        ],
+    )
+
+    async def conversation(call: CallDriver) -> None:
+        await call.greeting()
+        await call.turn("Eight of us at seven, name Sato.")
+        assert call.card["reservation"]["party_size"] == 8  # kept, not refused
+        assert [problem["code"] for problem in call.card["problems"]] == ["large_party"]
+        answer = await call.turn("Zero nine zero, one one one one, two two two two.")
+        assert answer == "Sent to the owner: requested."
+        assert call.card["status"] == "requested" and call.card["owner_request"] and call.card["booking_id"] is None
+
+    with model as server:
+        run_call(engine, server, config, store, conversation, env=monkeypatch)
+
+    (request,) = store.callbacks.listed()
+    assert (request["guest_name"], request["phone"]) == ("Sato", "09011112222")
+    assert request["request"] == f"8名 / party of 8: {day} 19:00"
+    assert count(store) == 0
+
+
+def test_a_full_evening_ends_on_the_waitlist_and_a_cancellation_tells_the_guest(
+    engine, config, store, monkeypatch
+) -> None:
+    day = bookable_day(config)
+    ids = [booked(store, config, f"Guest {n}", day) for n in range(config.tables)]
+    model = fake_model(
+        engine,
+        GREETING,
+        [
+            Exchange(
+                "Two at seven, name Ito.",
+                lambda out: f"{out['problems'][0]['message']} Would another time suit, or the waitlist?",
+                [("update_reservation", {"guest_name": "Ito", "date": day, "time": "19:00", "party_size": 2})],
+            ),
+            Exchange(
+                "The waitlist please, zero nine zero three three three three four four four four.",
+                lambda out: f"You are on the waitlist for {out['waitlisted']}.",
+                [("update_reservation", {"phone": "090-3333-4444"}), ("join_waitlist", {})],
+            ),
+        ],
+    )
+
+    async def conversation(call: CallDriver) -> None:
+        await call.greeting()
+        full = await call.turn("Two at seven, name Ito.")
+        assert "fully booked" in full
+        answer = await call.turn("The waitlist please, zero nine zero three three three three four four four four.")
+        assert answer == f"You are on the waitlist for {day} 19:00."
+        assert call.card["waitlisted"] == f"{day} 19:00" and call.card["booking_id"] is None
+
+    with model as server:
+        run_call(engine, server, config, store, conversation, env=monkeypatch)
+
+    (entry,) = store.waitlist.listed(dt.date.fromisoformat(day))
+    assert (entry["guest_name"], entry["phone"], entry["status"]) == ("Ito", "09033334444", "waiting")
+    assert count(store) == config.tables  # the waitlist holds no table
+
+    leaving = ReservationSession(config, store, "en")  # another guest's call cancels one booking
+    leaving.find(ids[0], "Guest 0")
+    assert leaving.cancel()["status"] == "cancelled"
+    (entry,) = store.waitlist.listed(dt.date.fromisoformat(day))
+    assert (entry["status"], entry["freed_by"]) == ("notified", ids[0])
+
+
+def test_a_change_then_a_cancel_in_one_call_needs_one_lookup(engine, config, store, monkeypatch) -> None:
+    day = bookable_day(config)
+    booking_id = booked(store, config, "Yamada", day)
+    model = fake_model(
+        engine,
+        GREETING,
+        [
+            Exchange(
+                "Booking number, name Yamada; make it three people.",
+                lambda out: f"Done, still {out['booking_id']}, for {out['reservation']['party_size']}.",
+                [
+                    ("find_reservation", {"booking_id": booking_id, "guest_name": "Yamada"}),
+                    ("update_reservation", {"party_size": 3}),
+                    ("confirm_reservation", {}),
+                ],
+            ),
+            Exchange(
+                "Actually, please cancel it.",
+                lambda out: f"Booking {out['booking_id']} is {out['status']}.",
+                [("cancel_reservation", {})],
+            ),
+        ],
+    )
+
+    async def conversation(call: CallDriver) -> None:
+        await call.greeting()
+        assert (
+            await call.turn("Booking number, name Yamada; make it three people.") == f"Done, still {booking_id}, for 3."
+        )
+        assert await call.turn("Actually, please cancel it.") == f"Booking {booking_id} is cancelled."
+        assert (call.card["status"], call.card["booking_id"]) == ("cancelled", booking_id)
+
+    with model as server:
+        run_call(engine, server, config, store, conversation, env=monkeypatch)
+        results = outputs(server)
+
+    assert [(name, codes(result)) for name, result in results] == [
+        ("find_reservation", []),
+        ("update_reservation", []),
+        ("confirm_reservation", []),
+        ("cancel_reservation", []),
+    ]
+    row = store.get(booking_id)
+    assert (row["party_size"], row["status"]) == (3, "cancelled")
 
 
 def test_a_booking_from_the_first_release_database_is_found_and_cancelled(
