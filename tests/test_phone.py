@@ -883,9 +883,10 @@ def test_python_app_py_server_serves_the_ui_the_phone_line_and_the_feed(config, 
     from tests.browser import AppProcess
 
     async def call(url: str, port: int) -> tuple[TwilioCaller, FeedReader]:
-        twiml = parse_twiml(incoming(url, new_sid("CA")))
+        call_sid = new_sid("CA")  # Twilio's stream carries the CallSid its webhook did: the token is for that call
+        twiml = parse_twiml(incoming(url, call_sid))
         assert twiml.stream_url == f"ws://127.0.0.1:{port}/telephone/handler"
-        caller = TwilioCaller(twiml.stream_url, parameters=twiml.parameters)
+        caller = TwilioCaller(twiml.stream_url, parameters=twiml.parameters, call_sid=call_sid)
         async with caller, FeedReader(f"{url}/outputs?stream_id={caller.stream_sid}") as feed:
             await caller.until(lambda: caller.audible_ms() > 200, timeout=30, what="the greeting")
             await caller.until(lambda: "AI-SHIFT" in str(feed.lines("assistant")), what="the greeting in the feed")

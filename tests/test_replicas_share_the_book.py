@@ -35,8 +35,9 @@ def phone_booking(url: str, fake: FakeRealtimeServer) -> None:
     confirmed = len(fake.tool_outputs("confirm_reservation"))
 
     async def call() -> None:
-        twiml = parse_twiml(incoming(url, new_sid("CA")))
-        async with TwilioCaller(twiml.stream_url, parameters=twiml.parameters) as caller:
+        call_sid = new_sid("CA")  # Twilio's stream carries the CallSid its webhook did: the token is for that call
+        twiml = parse_twiml(incoming(url, call_sid))
+        async with TwilioCaller(twiml.stream_url, parameters=twiml.parameters, call_sid=call_sid) as caller:
             await caller.until(lambda: caller.audible_ms() > 200, timeout=30, what="the greeting")
             await caller.until_quiet()
             heard = caller.audible_ms()
