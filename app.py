@@ -56,7 +56,8 @@ with gr.Blocks(title=f"{config.name('en')} reservation voicebot", delete_cache=C
         gr.DuplicateButton("このSpaceを複製 / Duplicate this Space", size="sm")
     with gr.Tabs():
         with gr.Tab("ご予約 / Book a table", id="book", elem_id="book-tab"):
-            VisitorPage(config, settings, store, handlers).build(demo)
+            page = VisitorPage(config, settings, store, handlers)
+            page.build(demo)
         with gr.Tab("管理 / Owner", id="owner", elem_id="owner-tab"):
             Console(config, store, access).build(demo)
     demo.queue(max_size=QUEUE_MAX_SIZE)  # events waiting at once, from everyone together
@@ -66,12 +67,14 @@ if __name__ == "__main__":
     if "--phone" in sys.argv:  # a temporary phone number from fastrtc's FastPhone (needs HF_TOKEN)
         run_phone(phone_handler, config=config, settings=settings)
     elif "--server" in sys.argv or settings.voicebot_server:  # + Twilio line, offer route, /outputs
-        server = build_server(phone_handler, ui=demo, config=config, settings=agent, line=settings.line, access=access)
+        gate = page.sessions.offer_refusal  # the page's offers come only from page loads that may call
+        options = {"line": settings.line, "access": access, "gate": gate}
+        server = build_server(phone_handler, ui=demo, config=config, settings=agent, **options)
         server.add_middleware(PageHead, **head)  # link previews see the page's <head>
         server.add_middleware(Guard, **Guard.options(settings))  # outermost: who asks, and how much they may start
         serve(server, settings)
     else:
-        share_call_limit(demo, agent.max_concurrent_calls)
+        share_call_limit(demo, agent.max_concurrent_calls, gate=page.sessions.offer_refusal)
         freeze_startup_heap()
         guard = Middleware(Guard, **Guard.options(settings))
         middleware = [guard, Middleware(PageHead, **head)]

@@ -114,6 +114,10 @@ def test_one_call_per_visitor_lets_one_through_refuses_the_second_and_a_restart_
             start_and_wait(page, root=CALL)
             wait_for_line(page, "bot", GREETING)
             end_call(page, root=CALL)
+            page.wait_for_function(  # the call counted: the page says so, and where to put one's own key
+                "() => (document.querySelector('#allowance')?.innerText || '').includes(\"used today's 1 demo call\")"
+            )
+            assert page.locator("#api-key input, #api-key textarea").first.is_visible()
             press_record(page)
             wait_for_toast(page, "demo call")
             wait_for_idle(page)

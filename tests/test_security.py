@@ -22,6 +22,7 @@ import pytest
 import websockets
 
 from components.console.views import bookings_csv
+from components.server.limits import STREAM_START_S
 from tests.browser import AppProcess
 from tests.twilio_caller import TwilioCaller
 
@@ -80,10 +81,11 @@ async def run_event(
     data: list[Any],
     address: str,
     query: str = "",
+    session: str | None = None,
 ) -> list[Any]:
-    """Join the queue for one event, as the page does (with the page's own query string), and read its result
-    from the queue's event stream."""
-    session = uuid.uuid4().hex
+    """Join the queue for one event, as the page does (with the page's own query string and session, a new one by
+    default), and read its result from the queue's event stream."""
+    session = session or uuid.uuid4().hex
     fn_index, trigger = event
     body = {"data": data, "fn_index": fn_index, "trigger_id": trigger, "session_hash": session, "event_data": None}
     joined = await http.post(f"{app.url}gradio_api/queue/join{query}", json=body, headers=client(address))
@@ -167,22 +169,52 @@ def test_two_thousand_made_up_call_ids_leave_the_queue_and_the_page_as_they_were
         assert statuses.count(200) >= 500 and set(statuses) <= {200, 503}, sorted(set(statuses))
 
 
-def test_one_address_cannot_hold_the_lines_with_offers_that_never_connect(app: AppProcess) -> None:
+def component_offer(app: AppProcess, session: str, address: str, sdp: str) -> dict[str, Any]:
+    """An offer to the page's call widget, as the page sends it (Gradio's component server, the page's session)."""
     component = events(app)["call-live.state_change"][1]
+    body = {"sdp": sdp, "type": "offer", "webrtc_id": f"call{uuid.uuid4().hex[:12]}"}
+    payload = {"session_hash": session, "component_id": component, "fn_name": "offer", "data": body}
+    answer = httpx.post(f"{app.url}gradio_api/component_server/", json=payload, headers=client(address), timeout=15)
+    return answer.json()
+
+
+def load_page(app: AppProcess, address: str, query: str = f"?code={CODE}") -> str:
+    """Open the page as a browser does (its load event, with the link's query string); the page's session."""
+    welcome = next(event for event in named_events(app) if event[2] == "welcome")[:2]
+    session = uuid.uuid4().hex
+
+    async def load() -> None:
+        async with httpx.AsyncClient(timeout=30) as http:
+            await run_event(http, app, welcome, ["en"], address, query, session=session)
+
+    asyncio.run(load())
+    return session
+
+
+def test_one_address_cannot_hold_the_lines_with_offers_that_never_connect(app: AppProcess) -> None:
     sdp = asyncio.run(audio_offer_sdp())
-
-    def offer(webrtc_id: str, address: str) -> dict[str, Any]:
-        body = {"sdp": sdp, "type": "offer", "webrtc_id": webrtc_id}
-        payload = {"session_hash": uuid.uuid4().hex, "component_id": component, "fn_name": "offer", "data": body}
-        answer = httpx.post(f"{app.url}gradio_api/component_server/", json=payload, headers=client(address), timeout=15)
-        return answer.json()
-
-    strays = [offer(f"stray{n}{uuid.uuid4().hex[:6]}", "203.0.113.66") for n in range(3)]  # MAX_CONCURRENT_CALLS
-    real = offer(f"real{uuid.uuid4().hex[:8]}", "198.51.100.20")
+    stray_address = "203.0.113.66"
+    strays = [component_offer(app, load_page(app, stray_address), stray_address, sdp) for _ in range(3)]
+    real = component_offer(app, load_page(app, "198.51.100.20"), "198.51.100.20", sdp)
 
     assert [stray.get("status") for stray in strays[:2]] != ["failed", "failed"], strays  # a visitor's two tabs
     assert strays[2] == {"status": "failed", "meta": {"error": "concurrency_limit_reached", "limit": 2}}
     assert real.get("status") != "failed" and real.get("type") == "answer", real  # elsewhere, a line is free
+    # None of them started a call: each is hung up on once its start time is over, and the lines are free again.
+    time.sleep(STREAM_START_S + 1)
+    again = [component_offer(app, load_page(app, stray_address), stray_address, sdp) for _ in range(2)]
+    assert [offer.get("type") for offer in again] == ["answer", "answer"], again
+    time.sleep(STREAM_START_S + 1)  # and those two end the same way, for the tests after this one
+
+
+def test_an_offer_from_a_page_that_was_never_loaded_gets_no_peer_connection(app: AppProcess) -> None:
+    sdp = asyncio.run(audio_offer_sdp())
+    script = component_offer(app, uuid.uuid4().hex, "203.0.113.79", sdp)  # a made-up session, no page load
+    page = component_offer(app, load_page(app, "203.0.113.79"), "203.0.113.79", sdp)
+
+    assert script["status"] == "failed" and script["meta"]["error"] == "not_admitted" and "sdp" not in script
+    assert "Reload the page, then try again." in script["meta"]["message"]
+    assert page.get("type") == "answer" and page.get("sdp"), page
 
 
 async def audio_offer_sdp() -> str:
@@ -318,6 +350,18 @@ def test_without_twilios_token_the_phone_socket_and_webhook_refuse_strangers(ser
     assert webhook.status_code == 404
     assert socket_answer == 403  # the socket is refused before it is accepted: no stream, no call, no spend
     assert "Phone line off: set the secret TWILIO_AUTH_TOKEN" in server.log_text()
+
+
+def test_the_offer_route_refuses_a_caller_without_the_access_code_before_connecting(server: AppProcess) -> None:
+    sdp = asyncio.run(audio_offer_sdp())
+    body = {"sdp": sdp, "type": "offer", "webrtc_id": f"call{uuid.uuid4().hex[:12]}"}
+    without = httpx.post(f"{server.url}webrtc/offer", json=body, headers=client("203.0.113.95"), timeout=15).json()
+    body["webrtc_id"] = f"call{uuid.uuid4().hex[:12]}"
+    wrong = httpx.post(f"{server.url}webrtc/offer", json={**body, "code": "guess"}, timeout=15).json()
+
+    for refused in (without, wrong):
+        assert refused["status"] == "failed" and refused["meta"]["error"] == "not_admitted", refused
+        assert "open the link you were given" in refused["meta"]["message"] and "sdp" not in refused
 
 
 def test_the_access_log_never_holds_the_access_code_or_a_feed_token(server: AppProcess) -> None:

@@ -92,6 +92,7 @@ NOTICES: dict[str, tuple[str, str]] = {
         "The demo's allowances cannot be checked right now, so calls on the restaurant's key are paused.",
     ),
     "allowance_left": ("本日のデモ通話: 残り{calls}回。", "Demo calls left today: {calls}."),
+    "reload_page": ("ページを再読み込みしてから、もう一度お試しください。", "Reload the page, then try again."),
     "budget_end": (
         "本日のデモの通話時間・予算に達したため、通話を終了しました。",
         "Today's demo minutes or budget ran out, so the call has ended.",

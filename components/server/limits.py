@@ -3,6 +3,8 @@ phone calls count against the same `MAX_CONCURRENT_CALLS` (per process).
 
 A stranger cannot hold the lines without calling: one address may hold at most `CALLS_PER_ADDRESS` browser calls at
 once, and a peer that does not start its call within `STREAM_START_S` of its offer is hung up on, freeing its line.
+An offer may also have to pass a gate (the page's: it came from a page load that may call, see
+`web.visitor.PageSessions`) before any peer connection is made for it.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import asyncio
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import gradio as gr
@@ -25,6 +27,8 @@ from components.web.guard import requester
 RESERVATION_TTL_S = 30.0  # from the webhook's answer to the media stream's `start`
 CALLS_PER_ADDRESS = 2  # a visitor with a second tab open; not a script holding every line
 STREAM_START_S = 10.0  # from an answered offer to the call starting (the page starts it at once)
+
+OfferGate = Callable[[], Awaitable[str | None]]  # why the offer being served may not call, or None
 
 
 class CallLimiter:
@@ -82,23 +86,32 @@ class CallLimiter:
         with self._lock:
             self._phone.discard(stream_sid)
 
-    def guard(self, component: WebRTC) -> None:
+    def guard(self, component: WebRTC, gate: OfferGate | None = None) -> None:
         """Count a UI's WebRTC component (which answers its own offers) and refuse its offers when all lines are
-        in use: fastrtc's own check counts one component at a time, and the page has one per voice engine."""
+        in use (fastrtc's own check counts one component at a time, and the page has one per voice engine) or
+        `gate` says no."""
         self.watch(component)
         handle_offer = component.handle_offer
 
         async def limited_offer(body: dict[str, Any], set_outputs: Callable) -> Any:
-            return await self.offer(component, body, lambda: handle_offer(body, set_outputs))
+            return await self.offer(component, body, lambda: handle_offer(body, set_outputs), gate)
 
         component.handle_offer = limited_offer
 
-    async def offer(self, pool: WebRTCConnectionMixin, body: dict[str, Any], answer: Callable) -> Any:
-        """Answer a WebRTC offer (`answer()`) unless the lines are full or its address holds its share of them; a
-        call that does not start soon after is hung up on."""
+    async def offer(
+        self, pool: WebRTCConnectionMixin, body: dict[str, Any], answer: Callable, gate: OfferGate | None = None
+    ) -> Any:
+        """Answer a WebRTC offer (`answer()`) unless the lines are full, its address holds its share of them, or
+        `gate` refuses it (the refusal goes back as the failure's `message`); a call that does not start soon
+        after is hung up on."""
         refused = self.refusal(pool, body)
         if refused is not None:
             return refused
+        if gate is not None and body.get("type") == "offer" and body.get("webrtc_id") not in pool.pcs:
+            message = await gate()
+            if message is not None:
+                content = {"status": "failed", "meta": {"error": "not_admitted", "message": message}}
+                return JSONResponse(status_code=200, content=content)
         result = await answer()
         webrtc_id = body.get("webrtc_id")
         if body.get("type") == "offer" and isinstance(webrtc_id, str) and webrtc_id in calls(pool):
@@ -136,11 +149,12 @@ class CallLimiter:
             return sum(1 for webrtc_id, owner in self._addresses.items() if owner == address)
 
 
-def share_call_limit(ui: gr.Blocks, limit: int) -> CallLimiter:
-    """One limit for all the calls of a page served by `demo.launch()` (whatever engine each one uses)."""
+def share_call_limit(ui: gr.Blocks, limit: int, gate: OfferGate | None = None) -> CallLimiter:
+    """One limit for all the calls of a page served by `demo.launch()` (whatever engine each one uses), and the
+    page's gate on its offers."""
     limiter = CallLimiter(limit)
     for component in webrtc_components(ui):
-        limiter.guard(component)
+        limiter.guard(component, gate)
     return limiter
 
 

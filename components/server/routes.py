@@ -13,6 +13,8 @@ Every call, from the page, the offer route or the phone, counts against one `max
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -23,12 +25,15 @@ from fastrtc import AdditionalOutputs, AsyncStreamHandler, Stream, WebRTC
 from fastrtc.stream import Body
 from pydantic import Field
 
+from components.call.allowance import Allowance
+from components.call.notices import notice
 from components.call.options import CallRequest
 from components.console.access import OwnerAccess
 from components.phone.twilio import SID, PhoneLine
+from components.restaurant.book import StoreUnavailable
 from components.restaurant.config import RestaurantConfig
 from components.server.feed import CallFeed
-from components.server.limits import CallLimiter
+from components.server.limits import CallLimiter, OfferGate
 from components.server.startup import warming_up
 from components.settings import LANGUAGES, VOICES, AgentSettings, LineSettings
 from components.web.visitor import page_visitor
@@ -100,6 +105,8 @@ class VoicebotStream(Stream):
             line=line,
             first_answer=handler.store.tally.first_answer,
         )
+        # the offer route's callers spend the owner's key within the demo's allowances, checked before answering
+        self.allowance = Allowance(settings.demo, handler.store.usage, config) if settings.api_key else None
 
     def mount(self, app: FastAPI, path: str = "", tags: list[Any] | None = None) -> None:
         super().mount(app, path, tags)
@@ -139,6 +146,15 @@ class VoicebotStream(Stream):
         await websocket.close(code=1008)
 
     async def offer(self, body: OfferBody, request: Request):
+        # the demo's allowances apply to the visitor this request comes from, before any peer connection is made
+        visitor = page_visitor(request, self.settings.demo, code=body.code or "")
+        if body.type == "offer" and body.webrtc_id not in self.pcs and self.allowance is not None:
+            try:
+                refusal = await asyncio.to_thread(self.allowance.refusal, visitor, dt.datetime.now(dt.UTC))
+            except StoreUnavailable:
+                refusal = notice("allowance_unavailable") if self.settings.demo.active else None
+            if refusal is not None:
+                return JSONResponse({"status": "failed", "meta": {"error": "not_admitted", "message": refusal}})
         answer = await self.handle_offer(
             body.model_dump(exclude={"language", "voice", "code"}),
             set_outputs=self.set_additional_outputs(body.webrtc_id),
@@ -146,8 +162,6 @@ class VoicebotStream(Stream):
         if body.type == "offer" and isinstance(answer, dict) and "sdp" in answer:
             language = body.language if body.language in LANGUAGES else self.config.default_language
             voice = body.voice if body.voice in VOICES else self.settings.voice
-            # the demo's allowances apply to the visitor this request comes from
-            visitor = page_visitor(request, self.settings.demo, code=body.code or "")
             self.set_input(body.webrtc_id, *CallRequest(language, voice, None, visitor).inputs())
         return answer
 
@@ -200,10 +214,11 @@ class VoicebotStream(Stream):
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
-    def attach(self, component: WebRTC) -> None:
-        """Give a UI's WebRTC component (which handles its own offers) the shared limit and the live feed."""
+    def attach(self, component: WebRTC, gate: OfferGate | None = None) -> None:
+        """Give a UI's WebRTC component (which handles its own offers) the shared limit, its page's gate on offers
+        and the live feed."""
         self.ui_components.append(component)
-        self.limiter.guard(component)
+        self.limiter.guard(component, gate)
         feed = self.feed
         set_outputs_for, clean_up = component.set_additional_outputs, component.clean_up
 

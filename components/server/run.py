@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from fastrtc import AsyncStreamHandler
 
 from components.restaurant.config import RestaurantConfig
-from components.server.limits import webrtc_components
+from components.server.limits import OfferGate, webrtc_components
 from components.server.routes import VoicebotStream
 from components.settings import AgentSettings, LineSettings, Settings
 from components.web.guard import SESSIONS_MAX
@@ -42,9 +42,11 @@ def build_stream(
     settings: AgentSettings,
     line: LineSettings,
     ui: gr.Blocks | None = None,
+    gate: OfferGate | None = None,
     **options: Any,
 ) -> VoicebotStream:
-    """The Stream for `handler`; a UI's WebRTC components share its limit, feed and WebRTC configuration."""
+    """The Stream for `handler`; a UI's WebRTC components share its limit, feed and WebRTC configuration, and
+    their offers pass the page's `gate`."""
     components = webrtc_components(ui)
     if components:
         options.setdefault("rtc_configuration", components[0].rtc_configuration)
@@ -52,7 +54,7 @@ def build_stream(
     if components:
         stream.server_rtc_configuration = components[0].server_rtc_configuration
     for component in components:
-        stream.attach(component)
+        stream.attach(component, gate)
     return stream
 
 

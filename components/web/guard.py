@@ -11,11 +11,15 @@ start.
   the offer route and the phone webhook each have a rate (`LIMITS`); over it the answer is HTTP 429, at once.
 * **No uploads.** The app takes no files, so Gradio's upload route is refused: nobody fills the disk the bookings
   live on.
+* **Which page asks.** A component call (a WebRTC offer comes this way) names its Gradio session in its body; the
+  guard reads it (bodies over `COMPONENT_BODY_MAX` are refused) and keeps it for the request (`page_session()`), so
+  an offer can be checked against the page load that made it before any peer connection exists.
 """
 
 from __future__ import annotations
 
 import contextvars
+import json
 import threading
 import time
 from collections import OrderedDict, deque
@@ -26,7 +30,10 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from components.settings import Settings
 
 _CLIENT: contextvars.ContextVar[str] = contextvars.ContextVar("client", default="unknown")
+_SESSION: contextvars.ContextVar[str | None] = contextvars.ContextVar("session", default=None)
 UPLOADS = ("/gradio_api/upload", "/upload")
+COMPONENT_SERVER = ("/gradio_api/component_server", "/gradio_api/component_server/")
+COMPONENT_BODY_MAX = 256 * 1024  # a WebRTC offer's SDP is a few kilobytes
 # path suffix -> (requests, per seconds) from one address
 # (a page load joins about ten events; a call's offer trickles its ICE candidates through the component server)
 LIMITS = {
@@ -48,6 +55,11 @@ MAX_TRACKED = 20_000  # addresses remembered at once (the oldest are forgotten f
 def requester() -> str:
     """The address of the client whose request is being served (as `Guard` saw it)."""
     return _CLIENT.get()
+
+
+def page_session() -> str | None:
+    """The Gradio session the component call being served names (as `Guard` read it), if any."""
+    return _SESSION.get()
 
 
 class Rate:
@@ -112,9 +124,44 @@ class Guard:
                 if rate is not None and not rate.allow(address):
                     await _refuse(send, 429, b'{"error": "too many requests, try again in a moment"}')
                     return
+                if path in COMPONENT_SERVER and scope["method"] == "POST":
+                    await self._component_call(scope, receive, send)
+                    return
             await self.app(scope, receive, send)
         finally:
             _CLIENT.reset(token)
+
+    async def _component_call(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Read the component call's body (bounded), note its session, and hand the same body on."""
+        body = b""
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > COMPONENT_BODY_MAX:
+                await _refuse(send, 413, b'{"error": "request too large"}')
+                return
+        try:
+            session = json.loads(body).get("session_hash")
+        except (ValueError, AttributeError):
+            session = None
+        token = _SESSION.set(session if isinstance(session, str) else None)
+        sent = False
+
+        async def replay() -> dict:
+            nonlocal sent
+            if sent:
+                return await receive()
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        try:
+            await self.app(scope, replay, send)
+        finally:
+            _SESSION.reset(token)
 
 
 async def _refuse(send: Send, status: int, body: bytes) -> None:

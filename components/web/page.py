@@ -17,7 +17,7 @@ from fastrtc import WebRTC
 from components.adapters.fastrtc import follow_outputs
 from components.call.allowance import Allowance
 from components.call.notices import notice
-from components.call.options import CALL_INPUTS
+from components.call.options import CALL_INPUTS, Visitor
 from components.call.state import CallView
 from components.restaurant.book import StoreUnavailable
 from components.restaurant.config import RestaurantConfig
@@ -26,7 +26,7 @@ from components.store.reservations import ReservationStore
 from components.web.render import card_html, chat_messages
 from components.web.takeaway import booking_ics, conversation_files
 from components.web.turn import missing_turn_warning, rtc_configuration
-from components.web.visitor import page_visitor
+from components.web.visitor import PageSessions, page_visitor
 
 ENGINE_LABELS = {
     "live": "通話 / Call",
@@ -89,6 +89,7 @@ class VisitorPage:
         self.store = store
         self.handlers = handlers
         self.has_env_key = bool(self.settings.api_key)
+        self.sessions = PageSessions()  # offers are answered only for pages that were loaded (`server.limits`)
 
     def show_call(self, view: CallView) -> tuple[Any, ...]:
         """The handler's view of the call as the transcript, the card, the booking's calendar file and, once the
@@ -108,35 +109,51 @@ class VisitorPage:
             view,
         )
 
-    def after_call(self, view: CallView | None) -> tuple[dict, dict]:
-        """The visitor hung up: the conversation as it last stood, to take away."""
+    def after_call(self, view: CallView | None, visitor: Visitor | None) -> tuple[dict, ...]:
+        """The visitor hung up: the conversation as it last stood, to take away, and what is left of their
+        allowance now that the call counted (once it is used up, Settings open for their own key)."""
         record = conversation_files(view, self.config)
         markdown, data = record or (None, None)
-        return gr.update(value=markdown, visible=bool(record)), gr.update(value=data, visible=bool(record))
+        banner, refused = self.allowance_banner(visitor)
+        return (
+            gr.update(value=markdown, visible=bool(record)),
+            gr.update(value=data, visible=bool(record)),
+            gr.update(value=banner, visible=bool(banner)),
+            gr.update(visible=True) if refused else gr.skip(),
+            gr.update(open=True) if refused else gr.skip(),
+        )
 
     def welcome(self, language: str, request: gr.Request) -> tuple[Any, ...]:
         """On page load: who the visitor is, and whether (and how much) they may call on the restaurant's key."""
         visitor = page_visitor(request, self.settings.demo)
-        refusal = None
-        left = None
-        if self.has_env_key:
-            allowance = Allowance(self.settings.demo, self.store.usage, self.config)
-            now = dt.datetime.now(dt.UTC)
-            try:
-                refusal = allowance.refusal(visitor, now)
-                if refusal is None and self.settings.demo.calls_per_visitor is not None:
-                    used = self.store.usage.visitor_calls(allowance.day(now), visitor.id)
-                    left = max(0, self.settings.demo.calls_per_visitor - used)
-            except StoreUnavailable:
-                refusal = notice("allowance_unavailable", "own_key") if self.settings.demo.active else None
-        banner = refusal or (notice("allowance_left", calls=left) if left is not None else "")
+        self.sessions.loaded(request.session_hash)
+        banner, refused = self.allowance_banner(visitor)
         return (
             visitor,
             gr.update(value=banner, visible=bool(banner)),
-            gr.update(visible=not self.has_env_key or bool(refusal)),
-            gr.update(open=not self.has_env_key or bool(refusal)),
+            gr.update(visible=not self.has_env_key or refused),
+            gr.update(open=not self.has_env_key or refused),
             gr.update(placeholder=EXAMPLES["en" if language == "en" else "ja"]),
         )
+
+    def allowance_banner(self, visitor: Visitor | None) -> tuple[str, bool]:
+        """What the visitor is told about calls on the restaurant's key (both languages), and whether they are
+        refused (then Settings open for their own key)."""
+        if not self.has_env_key or visitor is None:
+            return "", False
+        allowance = Allowance(self.settings.demo, self.store.usage, self.config)
+        now = dt.datetime.now(dt.UTC)
+        left = None
+        try:
+            refusal = allowance.refusal(visitor, now)
+            if refusal is None and self.settings.demo.calls_per_visitor is not None:
+                used = self.store.usage.visitor_calls(allowance.day(now), visitor.id)
+                left = max(0, self.settings.demo.calls_per_visitor - used)
+        except StoreUnavailable:
+            refusal = notice("allowance_unavailable", "own_key") if self.settings.demo.active else None
+        if refusal:
+            return refusal, True
+        return (notice("allowance_left", calls=left) if left is not None else ""), False
 
     def examples(self, language: str) -> dict:
         return gr.update(placeholder=EXAMPLES["en" if language == "en" else "ja"])
@@ -217,7 +234,12 @@ class VisitorPage:
                 call, self.show_call, [transcript, card, ics, markdown, data, last_view], concurrency_limit=None
             )
             call.start_recording(lambda: (gr.update(visible=False),) * 2, outputs=[markdown, data], queue=False)
-            call.stop_recording(self.after_call, inputs=[last_view], outputs=[markdown, data], queue=False)
+            call.stop_recording(
+                self.after_call,
+                inputs=[last_view, visitor],
+                outputs=[markdown, data, banner, api_key, settings_box],
+                queue=False,
+            )
         language.change(self.idle_card, inputs=[language], outputs=[card], queue=False)
         language.change(self.examples, inputs=[language], outputs=[transcript], queue=False)
         engine_choice.change(

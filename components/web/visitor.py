@@ -3,17 +3,23 @@ else the client address behind the Space's proxy; and whether they opened the de
 
 What this can and cannot tell apart is in README "Share the demo safely": an address is shared by everyone
 behind one office or mobile network, and changes when a phone moves; a signed-in user is one person.
+
+`PageSessions` remembers the page loads this process served, so that a WebRTC offer is answered only for a page
+that was loaded.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import threading
+from collections import OrderedDict
 from typing import Any
 
+from components.call.notices import notice
 from components.call.options import Visitor
 from components.settings import DemoLimits
-from components.web.guard import Rate
+from components.web.guard import Rate, page_session
 
 WRONG_CODES = Rate(5, 3600.0)  # wrong access codes one address may try in an hour; after them, none is right
 
@@ -60,3 +66,34 @@ def code_accepted(code: str, limits: DemoLimits, address: str) -> bool:
     if not right:
         WRONG_CODES.allow(address)  # counts the wrong guess
     return right
+
+
+class PageSessions:
+    """The page loads this process served, by Gradio session, so that an offer to the page's call widget is answered
+    only for a page that was loaded (a script that never loaded it gets no peer connection).
+
+    The access code and the allowances are checked when the call starts, before any model is reached, and the
+    call then ends at once with the reason: at offer time the page has not yet said whether the visitor brings
+    their own key, and fastrtc's widget shows only fixed texts for a refused offer, so a refusal there could not
+    say why. The newest `kept` sessions are remembered (Gradio itself keeps fewer).
+    """
+
+    def __init__(self, kept: int = 10_000) -> None:
+        self.kept = kept
+        self._sessions: OrderedDict[str, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def loaded(self, session: str | None) -> None:
+        if not session:
+            return
+        with self._lock:
+            self._sessions.pop(session, None)
+            self._sessions[session] = None
+            while len(self._sessions) > self.kept:
+                self._sessions.popitem(last=False)
+
+    async def offer_refusal(self) -> str | None:
+        """Why the offer being served may not be answered (both languages), or None."""
+        with self._lock:
+            known = (page_session() or "") in self._sessions
+        return None if known else notice("reload_page")
