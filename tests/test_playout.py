@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -91,3 +93,36 @@ def test_chunks_are_views_of_the_received_audio(chunk_ms: int) -> None:
     chunk = asyncio.run(first())
     assert chunk is not None and chunk.size == 24_000 * chunk_ms // 1000
     assert np.shares_memory(chunk, audio)  # no copy per frame
+
+
+def test_the_echo_guard_can_listen_from_another_thread_while_audio_is_handed_out() -> None:
+    """A phone call's pipeline hears the caller in a worker thread (`level_dbfs`) while the loop hands out the
+    agent's audio: neither may break the other."""
+    playout = Playout(sample_rate=8000, chunk_ms=1, lead_s=1e9, clock=lambda: 0.0)  # nothing is ever heard: it piles
+    failures: list[BaseException] = []
+    done = threading.Event()
+
+    def echo_guard() -> None:
+        while not done.is_set():
+            try:
+                playout.level_dbfs()
+            except RuntimeError as error:  # "deque mutated during iteration"
+                failures.append(error)
+                return
+
+    async def hand_out() -> None:
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline and not failures:
+            playout.push("agent", np.full(8000, 1000, dtype=np.int16))
+            for _ in range(1000):
+                await playout.next_chunk()
+
+    listener = threading.Thread(target=echo_guard)
+    listener.start()
+    try:
+        asyncio.run(hand_out())
+    finally:
+        done.set()
+        listener.join()
+    assert failures == []
+    assert playout.level_dbfs() > -40  # and it still hears what is playing

@@ -137,7 +137,7 @@ class Playout:
         transport's queue at the same moment), so that `resume` goes on from what the listener last heard."""
         now = self._clock()
         taken: list[tuple[str, np.ndarray]] = []
-        for item_id, chunk, ends in self._handed:
+        for item_id, chunk, ends in tuple(self._handed):  # a copy: see `level_dbfs`
             if ends <= now:
                 continue
             unheard = min(chunk.size, round((ends - now) * self.sample_rate))
@@ -156,9 +156,13 @@ class Playout:
             self._arrived.set()
 
     def level_dbfs(self) -> float:
-        """How loud what is playing now is (dB below full scale): the echo guard's reference."""
+        """How loud what is playing now is (dB below full scale): the echo guard's reference.
+
+        A phone call's pipeline hears the caller in a worker thread while the loop hands out audio: the deque is
+        copied in one step (no Python code runs while `tuple` copies it, so no other thread can change it then)
+        rather than iterated, which would raise "deque mutated during iteration"."""
         now = self._clock()
-        playing = [chunk for _, chunk, ends in self._handed if ends > now]
+        playing = [chunk for _, chunk, ends in tuple(self._handed) if ends > now]
         if not playing:
             return -120.0
         samples = np.concatenate(playing).astype(np.float64)
