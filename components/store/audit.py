@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from components.store.database import Database
-from components.store.schema import audit_log
+from components.store.schema import audit_log, utc_stamp
 
 
 def record(
@@ -19,7 +19,7 @@ def record(
     """Add one entry inside the caller's transaction, so a change and its entry commit or vanish together."""
     connection.execute(
         audit_log.insert().values(
-            at=now.astimezone(dt.UTC).isoformat(timespec="seconds"),
+            at=utc_stamp(now),
             actor=actor[:80],
             action=action,
             booking_id=booking_id,

@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 
 from components.store.audit import record
 from components.store.database import Database
-from components.store.schema import callbacks
+from components.store.schema import callbacks, utc_stamp
 
 OPEN, DONE = "open", "done"
 
@@ -30,7 +30,7 @@ class CallbackBook:
         with self.db.write() as connection:
             created = connection.execute(
                 callbacks.insert().values(
-                    created_at=now.astimezone(dt.UTC).isoformat(timespec="seconds"),
+                    created_at=utc_stamp(now),
                     guest_name=guest_name,
                     phone=phone,
                     request=request,
@@ -58,7 +58,7 @@ class CallbackBook:
             done = connection.execute(
                 update(callbacks)
                 .where(callbacks.c.id == int(callback_id), callbacks.c.status == OPEN)
-                .values(status=DONE, done_at=now.astimezone(dt.UTC).isoformat(timespec="seconds"), done_by=actor[:80])
+                .values(status=DONE, done_at=utc_stamp(now), done_by=actor[:80])
             )
             if done.rowcount == 1:
                 record(connection, now, actor, "callback_done", None, {"callback": int(callback_id)})

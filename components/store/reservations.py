@@ -34,7 +34,7 @@ from components.settings import Settings
 from components.store.audit import AuditLog, record
 from components.store.callbacks import CallbackBook
 from components.store.database import MIGRATION_LOCK, SQLITE_BUSY_S, Database
-from components.store.schema import migrate, reservations
+from components.store.schema import migrate, reservations, utc_stamp
 from components.store.slots import ONE_DAY, around, starts
 from components.store.tally import Tally
 from components.store.usage import UsageLedger
@@ -54,10 +54,6 @@ def new_booking_id(prefix: str) -> str:
         text = "".join(secrets.choice(ID_ALPHABET) for _ in range(ID_LENGTH))
         if not text.startswith(prefix):  # said without its prefix, it still reads as itself (`booking_key`)
             return f"{prefix}-{text[:3]}-{text[3:]}"
-
-
-def utc_stamp(now: dt.datetime) -> str:
-    return now.astimezone(dt.UTC).isoformat(timespec="seconds")
 
 
 class ReservationStore:

@@ -14,12 +14,18 @@ that table but no `schema_version` is taken to be at version 1.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 
 from sqlalchemy import Column, Connection, Float, Index, Integer, MetaData, String, Table, Text, inspect, select
 from sqlalchemy.schema import CreateColumn
 
 from components.restaurant.fields import MAX_NAME_LENGTH, MAX_REQUESTS_LENGTH
+
+
+def utc_stamp(moment: dt.datetime) -> str:
+    """How every moment is stored: UTC, to the second, in ISO form (so stamps sort and compare as text)."""
+    return moment.astimezone(dt.UTC).isoformat(timespec="seconds")
 
 
 def _v1_columns() -> list[Column]:

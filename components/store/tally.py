@@ -18,15 +18,11 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
 from components.store.database import Database
-from components.store.schema import phone_calls, tally
+from components.store.schema import phone_calls, tally, utc_stamp
 
 TALLY_LOCK = 2  # second key of the advisory lock tallies take (0 and 1 are the migrations' and the usage's)
 KEEP = dt.timedelta(days=2)
 KEEP_CALLS = dt.timedelta(days=7)  # Twilio retries a webhook for minutes; a week is far past any replay window
-
-
-def _stamp(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).isoformat(timespec="seconds")
 
 
 class Tally:
@@ -38,7 +34,7 @@ class Tally:
 
     def count(self, kind: str, who: str, since: dt.datetime) -> int:
         self._ready()
-        query = select(func.count()).where(tally.c.kind == kind, tally.c.who == who, tally.c.at > _stamp(since))
+        query = select(func.count()).where(tally.c.kind == kind, tally.c.who == who, tally.c.at > utc_stamp(since))
         with self.db.read() as connection:
             return int(connection.execute(query).scalar_one())
 
@@ -48,11 +44,13 @@ class Tally:
         self._ready()
         with self.db.write(lock=TALLY_LOCK) as connection:
             if limit is not None:
-                query = select(func.count()).where(tally.c.kind == kind, tally.c.who == who, tally.c.at > _stamp(since))
+                query = select(func.count()).where(
+                    tally.c.kind == kind, tally.c.who == who, tally.c.at > utc_stamp(since)
+                )
                 if int(connection.execute(query).scalar_one()) >= limit:
                     return False
-            connection.execute(delete(tally).where(tally.c.kind == kind, tally.c.at < _stamp(now - KEEP)))
-            connection.execute(tally.insert().values(kind=kind, who=who[:128], at=_stamp(now)))
+            connection.execute(delete(tally).where(tally.c.kind == kind, tally.c.at < utc_stamp(now - KEEP)))
+            connection.execute(tally.insert().values(kind=kind, who=who[:128], at=utc_stamp(now)))
             return True
 
     def first_answer(self, call_sid: str, now: dt.datetime) -> bool:
@@ -60,8 +58,8 @@ class Tally:
         self._ready()
         try:
             with self.db.write(lock=TALLY_LOCK) as connection:
-                connection.execute(delete(phone_calls).where(phone_calls.c.at < _stamp(now - KEEP_CALLS)))
-                connection.execute(phone_calls.insert().values(call_sid=call_sid, at=_stamp(now)))
+                connection.execute(delete(phone_calls).where(phone_calls.c.at < utc_stamp(now - KEEP_CALLS)))
+                connection.execute(phone_calls.insert().values(call_sid=call_sid, at=utc_stamp(now)))
         except IntegrityError:
             return False
         return True

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select, update
 
 from components.store.database import Database
-from components.store.schema import call_usage
+from components.store.schema import call_usage, utc_stamp
 
 USAGE_LOCK = 1  # second key of the advisory lock admissions take (0 is the migrations'; no date is day 1 AD)
 
@@ -55,7 +55,7 @@ class UsageLedger:
                     day=day.isoformat(),
                     visitor=visitor[:128],
                     engine=engine,
-                    started_at=now.astimezone(dt.UTC).isoformat(timespec="seconds"),
+                    started_at=utc_stamp(now),
                     seconds=0.0,
                     cost_usd=0.0,
                 )

@@ -20,14 +20,10 @@ from components.restaurant.fields import Reservation
 from components.restaurant.rules import validate_reservation
 from components.store.audit import record
 from components.store.database import Database
-from components.store.schema import waitlist
+from components.store.schema import utc_stamp, waitlist
 from components.store.slots import ONE_DAY, around, starts
 
 WAITING, NOTIFIED = "waiting", "notified"
-
-
-def _stamp(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).isoformat(timespec="seconds")
 
 
 class WaitList:
@@ -44,7 +40,7 @@ class WaitList:
         with self.db.write() as connection:
             created = connection.execute(
                 waitlist.insert().values(
-                    created_at=_stamp(now),
+                    created_at=utc_stamp(now),
                     date=reservation.date.isoformat(),
                     time=reservation.time.strftime("%H:%M"),
                     party_size=reservation.party_size,
@@ -96,8 +92,8 @@ class WaitList:
                 connection.execute(
                     update(waitlist)
                     .where(waitlist.c.id == row["id"])
-                    .values(status=NOTIFIED, notified_at=_stamp(now), freed_by=freed_by)
+                    .values(status=NOTIFIED, notified_at=utc_stamp(now), freed_by=freed_by)
                 )
                 record(connection, now, "system", "waitlist_notified", freed_by, {"waitlist": row["id"]})
-                return {**row, "status": NOTIFIED, "notified_at": _stamp(now), "freed_by": freed_by}
+                return {**row, "status": NOTIFIED, "notified_at": utc_stamp(now), "freed_by": freed_by}
         return None
