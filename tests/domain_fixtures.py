@@ -47,6 +47,32 @@ def write_config(directory: Path, replacements: dict[str, str]) -> Path:
     return path
 
 
+# A restaurant with real seating: two two-tops that push together, a four-top, a counter with a shorter stay,
+# and parties of five to ten for the owner (the shipped example, switched on).
+SEATING = """[[area]]
+id = "table"
+name.ja = "テーブル席"
+name.en = "table"
+tables = [{ id = "T1", seats = 2 }, { id = "T2", seats = 2 }, { id = "T3", seats = 4, min = 2 }]
+combine = [["T1", "T2"]]
+
+[[area]]
+id = "counter"
+name.ja = "カウンター"
+name.en = "counter"
+table_minutes = 90
+tables = [{ id = "C1", seats = 2 }, { id = "C2", seats = 2 }]
+
+[facts]"""
+
+
+def seating_config(directory: Path) -> Path:
+    """The shipped config with areas instead of `tables = 6`, as an owner would switch them on."""
+    return write_config(
+        directory, {"tables = 6\n": "", "\n[facts]": "\n" + SEATING, "# large_party_max = 10": "large_party_max = 10"}
+    )
+
+
 def count(store: ReservationStore, status: str | None = None) -> int:
     """How many bookings the store holds (of one `status`), whatever their date."""
     return len(store.bookings_from(dt.date.min, status=status, limit=1_000_000))

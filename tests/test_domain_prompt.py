@@ -64,3 +64,14 @@ def test_default_now_is_the_current_time():
     prompt = render_instructions(CONFIG, "en")
     after = dt.datetime.now(CONFIG.tz).date()  # the call may straddle midnight
     assert f"({before.isoformat()})" in prompt or f"({after.isoformat()})" in prompt
+
+
+def test_a_restaurant_with_areas_tells_the_agent_where_guests_can_sit(tmp_path):
+    from tests.domain_fixtures import seating_config
+
+    config = load_config(seating_config(tmp_path))
+    english = render_instructions(config, "en", jst(2026, 4, 20))
+    japanese = render_instructions(config, "ja", jst(2026, 4, 20))
+    assert "Seating: table (seating: table); counter (seating: counter)." in english
+    assert "カウンター（seating: counter）" in japanese
+    assert "Seating:" not in render_instructions(CONFIG, "en", jst(2026, 4, 20))  # one area: nothing to choose

@@ -8,7 +8,7 @@ import datetime as dt
 import holidays
 import pytest
 
-from components.restaurant.config import DEFAULT_CONFIG_PATH, load_config
+from components.restaurant.config import DEFAULT_CONFIG_PATH, Area, RestaurantConfig, Table, load_config
 from components.restaurant.fields import FIELDS, Reservation, normalize_field
 from components.restaurant.problems import Code, FieldError, Problem
 from components.restaurant.rules import (
@@ -19,6 +19,7 @@ from components.restaurant.rules import (
     opening,
     validate_reservation,
 )
+from components.restaurant.seating import Seated
 from tests.domain_fixtures import booking, jst
 
 CONFIG = load_config(DEFAULT_CONFIG_PATH)
@@ -209,7 +210,8 @@ def test_every_code_has_both_messages_and_the_required_codes_exist():
         "open": "11:00", "last_seating": "21:00", "close": "22:00", "max": 4, "min": 1, "when": "2026-04-19",
         "days": 60, "last_date": dt.date(2026, 6, 19), "value": "x", "step": 15, "example": "18:00, 18:15",
         "label": CONFIG.display_name, "detail": "x", "name": "x", "fields": ", ".join(FIELDS),
-        "booking_id": "AS-7K3Q", "tools": "x", "misses": 3, "large_max": 10,
+        "booking_id": "AS-7K3Q", "tools": "x", "misses": 3, "large_max": 10, "areas": "x", "area": "x", "party": 2,
+        "tables": "T1",
     }  # fmt: skip
     for code in Code:
         problem = Problem(code, None, samples)
@@ -229,8 +231,16 @@ def test_messages_include_the_limit_in_both_languages():
 TUESDAY = dt.date(2026, 4, 21)
 
 
-def starts(*times: tuple[int, int]) -> list[dt.datetime]:
-    return [dt.datetime.combine(TUESDAY, dt.time(hour, minute)) for hour, minute in times]
+def starts(*times: tuple[int, int]) -> list[Seated]:
+    """Bookings of two made before tables were assigned: the seating finds them a table itself."""
+    return [Seated(dt.datetime.combine(TUESDAY, dt.time(hour, minute)), party=2) for hour, minute in times]
+
+
+def identical_tables(count: int, minutes: int = CONFIG.table_minutes) -> RestaurantConfig:
+    """The restaurant as it was before areas: `count` tables for up to `max_party_size`, each for `minutes`."""
+    tables = tuple(Table(str(number), CONFIG.max_party_size) for number in range(1, count + 1))
+    area = Area("table", CONFIG.areas[0].name, tables, (), minutes)
+    return dataclasses.replace(CONFIG, tables=count, table_minutes=minutes, areas=(area,))
 
 
 @pytest.mark.parametrize(
@@ -249,7 +259,7 @@ def test_all_tables_taken(time, expected):
 
 
 def test_capacity_uses_peak_concurrency_not_overlap_count():
-    two_tables = dataclasses.replace(CONFIG, tables=2)
+    two_tables = identical_tables(2)
     new = booking(TUESDAY, 18, 0)
     # 17:00-19:00 and 19:00-21:00 both overlap 18:00-20:00 but never each other: one table is always free.
     assert validate_reservation(new, two_tables, APRIL, starts((17, 0), (19, 0))) == []
@@ -259,8 +269,8 @@ def test_capacity_uses_peak_concurrency_not_overlap_count():
 
 
 def test_bookings_from_the_day_before_count_after_midnight():
-    late = dataclasses.replace(CONFIG, tables=1, table_minutes=900)  # a 15-hour stay from 22:00 runs to 13:00
-    night_before = [dt.datetime.combine(TUESDAY - dt.timedelta(days=1), dt.time(22, 0))]
+    late = identical_tables(1, minutes=900)  # a 15-hour stay from 22:00 runs to 13:00
+    night_before = [Seated(dt.datetime.combine(TUESDAY - dt.timedelta(days=1), dt.time(22, 0)), party=2)]
     assert codes_with(late, booking(TUESDAY, 12, 0), night_before) == {"fully_booked"}
     assert codes_with(late, booking(TUESDAY, 13, 0), night_before) == set()
 

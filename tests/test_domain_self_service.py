@@ -75,6 +75,7 @@ def test_a_wrong_name_is_not_found_and_shows_nothing_then_the_right_one_is(store
         "party_size": 2,
         "requests": None,
         "phone": None,
+        "seating": None,
     }
     assert found["status"] == "ready"
 

@@ -70,6 +70,9 @@ def test_book_writes_a_complete_row(store):
         "updated_at": None,
         "cancelled_at": None,
         "override": None,
+        "seating": None,
+        "tables": "1",  # the first of the identical tables
+        "tables_pinned": 0,
     }
     assert store.get(booking_id.lower()) == store.get(booking_id)  # as a guest might spell it
     assert store.get("AS-ZZZZ") is None
@@ -122,10 +125,11 @@ def test_the_seventh_booking_at_a_time_is_refused(store):
     assert count(store) == CONFIG.tables + 1
 
 
-def test_starts_between_reads_the_neighbourhood(store):
-    store.book(booking(TUESDAY, 19), CONFIG, NOW)
+def test_seated_between_reads_the_neighbourhood(store):
+    first = store.book(booking(TUESDAY, 19), CONFIG, NOW)
     store.book(booking(TUESDAY + dt.timedelta(days=2), 19), CONFIG, NOW)
-    assert store.starts_between(TUESDAY, TUESDAY + dt.timedelta(days=1)) == [dt.datetime(2026, 4, 21, 19, 0)]
+    (seated,) = store.seated_between(TUESDAY, TUESDAY + dt.timedelta(days=1))
+    assert (seated.start, seated.booking_id, seated.tables) == (dt.datetime(2026, 4, 21, 19, 0), first, ("1",))
 
 
 def test_a_change_keeps_the_id_and_its_own_table_does_not_count_against_it(store):
@@ -374,16 +378,24 @@ def test_a_first_release_database_is_migrated_in_place_and_loses_nothing(locatio
             "updated_at": None,
             "cancelled_at": None,
             "override": None,
+            "seating": None,
+            "tables": None,  # seated by the next booking around it
+            "tables_pinned": 0,
         }
     assert count(store) == 3
-    assert len(store.starts_between(TUESDAY, TUESDAY)) == 2  # the old bookings still hold their tables
+    assert len(store.seated_between(TUESDAY, TUESDAY)) == 2  # the old bookings still hold their tables
     new_id = store.book(booking(TUESDAY, 19), CONFIG, NOW)
+    old_tables = {row["booking_id"]: row["tables"] for row in store.bookings_from(TUESDAY, until=TUESDAY)}
+    assert (
+        len({old_tables[new_id], *(old_tables[row[0]] for row in FIRST_RELEASE_ROWS if row[2] == TUESDAY.isoformat())})
+        == 3
+    )
     store.cancel("AS-7K3Q", NOW, actor="agent:web")
     assert count(store) == 4 and count(store, "cancelled") == 1
     assert store.callbacks.listed() == []
     with store.db.read() as connection:
         versions = connection.exec_driver_sql("SELECT version FROM schema_version ORDER BY version").scalars().all()
-    assert versions == [1, 2, 3, 4, 5, 6]  # 6: the waitlist
+    assert versions == [1, 2, 3, 4, 5, 6, 7]  # 6: the waitlist; 7: tables
     assert ReservationStore(location).get(new_id)["status"] == "confirmed"  # a restart migrates nothing twice
 
 

@@ -56,7 +56,7 @@ def test_schemas_in_both_api_formats():
     update, check, confirm, find, cancel, callback, waitlist, info = (tool["parameters"] for tool in realtime)
     assert set(update["properties"]) == set(FIELDS) and "required" not in update
     assert update["properties"]["party_size"]["type"] == "integer"
-    assert set(check["properties"]) == {"date", "time", "party_size"} and check["required"] == ["date"]
+    assert set(check["properties"]) == {"date", "time", "party_size", "seating"} and check["required"] == ["date"]
     assert confirm["properties"] == {} and cancel["properties"] == {} and waitlist["properties"] == {}
     assert set(find["properties"]) == {"booking_id", "guest_name"} and find["required"] == ["booking_id"]
     assert set(callback["properties"]) == {"guest_name", "phone", "request"} and callback["required"] == ["request"]

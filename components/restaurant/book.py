@@ -17,6 +17,7 @@ from components.restaurant.problems import Problem
 if TYPE_CHECKING:
     from components.restaurant.config import RestaurantConfig
     from components.restaurant.fields import Reservation
+    from components.restaurant.seating import Seated
 
 CONFIRMED, CANCELLED = "confirmed", "cancelled"  # a stored booking's status
 
@@ -69,8 +70,8 @@ class BookingBook(Protocol):
 
     def get(self, booking_id: str) -> dict[str, Any] | None: ...
 
-    def starts_between(self, first: dt.date, last: dt.date, exclude: str | None = None) -> list[dt.datetime]:
-        """Start times of confirmed bookings dated `first` to `last`, but for the booking `exclude`."""
+    def seated_between(self, first: dt.date, last: dt.date, exclude: str | None = None) -> list[Seated]:
+        """Confirmed bookings dated `first` to `last` as the seating sees them, but for the booking `exclude`."""
         ...
 
     def book(

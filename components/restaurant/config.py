@@ -16,6 +16,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from datetime import date, time
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -98,6 +99,40 @@ class ClosedPeriod:
 
 
 @dataclass(frozen=True)
+class Table:
+    """One table: its name as the owner writes it (``T1``), its seats, and the smallest party it is given."""
+
+    id: str
+    seats: int
+    min_party: int = 1
+
+
+@dataclass(frozen=True)
+class Seats:
+    """What a party can be given: one table, or tables pushed together (for more than any one of them seats)."""
+
+    area: str
+    tables: tuple[str, ...]
+    seats: int
+    min_party: int
+
+    def takes(self, party: int) -> bool:
+        return self.min_party <= party <= self.seats
+
+
+@dataclass(frozen=True)
+class Area:
+    """Where guests can sit (counter, tables, a private room): its tables, the tables that push together, and how
+    long a booking there keeps its table."""
+
+    id: str
+    name: Localized
+    tables: tuple[Table, ...]
+    combinations: tuple[tuple[str, ...], ...]
+    table_minutes: int
+
+
+@dataclass(frozen=True)
 class RestaurantConfig:
     """One restaurant's settings; see ``assets/restaurant.toml`` for what each one means."""
 
@@ -122,6 +157,26 @@ class RestaurantConfig:
     max_days_ahead: int
     step_minutes: int
     facts: dict[str, Localized] = field(hash=False)  # topic -> the owner's answer (may be empty)
+    areas: tuple[Area, ...] = ()  # [[area]] blocks; without them, `tables` identical tables in one area
+
+    def area(self, area_id: str | None) -> Area | None:
+        return next((area for area in self.areas if area.id == area_id), None)
+
+    @cached_property
+    def seat_options(self) -> tuple[Seats, ...]:
+        """Every table and combination, best fit first: fewest seats, then one table before several, then the
+        order the owner wrote them in (so a party of two gets a two-top before a four-top)."""
+        options = []
+        for rank, area in enumerate(self.areas):
+            seats = {table.id: table for table in area.tables}
+            for order, table in enumerate(area.tables):
+                options.append((Seats(area.id, (table.id,), table.seats, table.min_party), rank, order))
+            for order, combination in enumerate(area.combinations):
+                members = [seats[name] for name in combination]
+                total, smallest = sum(t.seats for t in members), max(t.seats for t in members) + 1
+                options.append((Seats(area.id, combination, total, smallest), rank, len(area.tables) + order))
+        options.sort(key=lambda option: (option[0].seats, len(option[0].tables), option[1], option[2]))
+        return tuple(option for option, _, _ in options)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -265,9 +320,34 @@ class _Booking(_Model):
     max_party_size: Count
     large_party_max: Count | None = None
     table_minutes: Count
-    tables: Count
+    tables: Count | None = None  # required without [[area]] blocks
     max_days_ahead: Annotated[int, Field(ge=0)]
     step_minutes: Count
+
+
+class _Table(_Model):
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,16}$")]
+    seats: Count
+    min: Count = 1
+
+    @model_validator(mode="after")
+    def _fits(self) -> _Table:
+        if self.min > self.seats:
+            raise ValueError(".min must not exceed its seats")
+        return self
+
+
+class _Area(_Model):
+    id: Annotated[str, Field(pattern=r"^[a-z0-9_-]{1,24}$")]
+    name: _RequiredText
+    table_minutes: Count | None = None
+    tables: Annotated[list[_Table], Field(min_length=1)]
+    combine: list[Annotated[list[str], Field(min_length=2)]] = []
+
+    def area(self, default_minutes: int) -> Area:
+        tables = tuple(Table(table.id, table.seats, table.min) for table in self.tables)
+        combinations = tuple(tuple(combination) for combination in self.combine)
+        return Area(self.id, self.name.localized(), tables, combinations, self.table_minutes or default_minutes)
 
 
 _Facts = create_model("_Facts", __base__=_Model, **{topic: (_Text, _Text()) for topic in FACT_TOPICS})
@@ -278,10 +358,20 @@ class _File(_Model):
     hours: _HoursSection
     closed: list[_Closed] = []
     booking: _Booking
+    area: list[_Area] = []
     facts: _Facts = _Facts()  # type: ignore[valid-type]
 
     def config(self) -> RestaurantConfig:
         restaurant, hours, booking = self.restaurant, self.hours, self.booking
+        if self.area and booking.tables is not None:
+            raise ValueError("booking.tables: delete it when [[area]] blocks describe the tables")
+        if self.area:
+            areas = tuple(area.area(booking.table_minutes) for area in self.area)
+        elif booking.tables is None:
+            raise ValueError("missing setting booking.tables (or [[area]] blocks with their tables)")
+        else:  # one area of identical tables, as before areas existed
+            tables = tuple(Table(str(number), booking.max_party_size) for number in range(1, booking.tables + 1))
+            areas = (Area("table", Localized("テーブル席", "table"), tables, (), booking.table_minutes),)
         config = RestaurantConfig(
             display_name=restaurant.name.localized(),
             description=restaurant.description.localized(),
@@ -300,10 +390,11 @@ class _File(_Model):
             max_party_size=booking.max_party_size,
             large_party_max=booking.large_party_max or booking.max_party_size,
             table_minutes=booking.table_minutes,
-            tables=booking.tables,
+            tables=sum(len(area.tables) for area in areas),
             max_days_ahead=booking.max_days_ahead,
             step_minutes=booking.step_minutes,
             facts={topic: getattr(self.facts, topic).localized() for topic in FACT_TOPICS},
+            areas=areas,
         )
         _check_consistency(config)
         return config
@@ -352,6 +443,7 @@ def _check_consistency(config: RestaurantConfig) -> None:
         raise ValueError("booking.min_party_size must not exceed booking.max_party_size")
     if config.large_party_max < config.max_party_size:
         raise ValueError("booking.large_party_max must not be below booking.max_party_size")
+    _check_seating(config)
     if _MINUTES_PER_DAY % config.step_minutes:
         raise ValueError("booking.step_minutes must divide a day evenly (e.g. 5, 10, 15, 30, 60)")
     step = config.step_minutes
@@ -359,3 +451,27 @@ def _check_consistency(config: RestaurantConfig) -> None:
         first_start = -(-_minutes(hours.open) // step) * step
         if first_start > _minutes(hours.close) - config.last_seating_minutes:
             raise ValueError(f"hours.last_seating_minutes leaves no booking time on hours.{name}")
+
+
+def _check_seating(config: RestaurantConfig) -> None:
+    """Table names are unique, combinations name tables of their own area, and every party the agent may book
+    has somewhere to sit."""
+    seen: set[str] = set()
+    for number, area in enumerate(config.areas):
+        if [other.id for other in config.areas].count(area.id) > 1:
+            raise ValueError(f"area[{number}].id {area.id!r} is used by two areas")
+        names = [table.id for table in area.tables]
+        for name in names:
+            if name in seen:
+                raise ValueError(f"area[{number}].tables: the table name {name!r} is used twice")
+            seen.add(name)
+        for index, combination in enumerate(area.combinations):
+            stray = [name for name in combination if name not in names]
+            if stray or len(set(combination)) != len(combination):
+                raise ValueError(
+                    f"area[{number}].combine[{index}] must name two or more different tables of area {area.id!r}"
+                )
+    fitting = config.seat_options
+    for size in range(config.min_party_size, config.max_party_size + 1):
+        if not any(unit.takes(size) for unit in fitting):
+            raise ValueError(f"no table or combination seats a party of {size} (booking.max_party_size)")

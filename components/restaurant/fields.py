@@ -18,9 +18,10 @@ from components.restaurant.config import Localized
 from components.restaurant.problems import Code, FieldError, Problem
 
 REQUIRED_FIELDS = ("guest_name", "date", "time", "party_size")
-FIELDS = (*REQUIRED_FIELDS, "requests", "phone")
+FIELDS = (*REQUIRED_FIELDS, "requests", "phone", "seating")
 MAX_NAME_LENGTH = 60
 MAX_REQUESTS_LENGTH = 300
+MAX_SEATING_LENGTH = 40
 PHONE_DIGITS = (6, 15)  # E.164 allows at most 15 digits
 
 _DATE = re.compile(r"(\d{4})[-/](\d{1,2})[-/](\d{1,2})")
@@ -39,6 +40,7 @@ FIELD_LABELS: dict[str, Localized] = {
     "party_size": Localized("人数", "number of guests"),
     "requests": Localized("ご要望", "requests"),
     "phone": Localized("お電話番号", "phone number"),
+    "seating": Localized("お席のご希望", "seating"),
     "request": Localized("ご用件", "what the guest would like"),
     "booking_id": Localized("予約番号", "booking number"),
 }
@@ -54,6 +56,7 @@ class Reservation:
     party_size: int | None = None
     requests: str | None = None
     phone: str | None = None
+    seating: str | None = None  # an area of the restaurant the guest asked for (its id or name), if any
 
     def missing(self) -> list[str]:
         return [name for name in REQUIRED_FIELDS if getattr(self, name) is None]
@@ -66,6 +69,7 @@ class Reservation:
             "party_size": self.party_size,
             "requests": self.requests,
             "phone": self.phone,
+            "seating": self.seating,
         }
 
 
@@ -163,6 +167,16 @@ def _parse_phone(value: object) -> str | None:
     return ("+" if text.startswith("+") else "") + digits
 
 
+def _parse_seating(value: object) -> str | None:
+    """Where the guest would like to sit, as said ("counter", "カウンター"); empty or null: anywhere. Whether the
+    restaurant has such an area is the rules' to say (`rules.area_for`)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if not isinstance(value, str) or len(value.strip()) > MAX_SEATING_LENGTH:
+        raise FieldError(Problem(Code.UNKNOWN_AREA, "seating", {"value": _echo(value), "areas": ""}))
+    return _plain(value).casefold()
+
+
 _PARSERS = {
     "guest_name": _parse_name,
     "date": _parse_date,
@@ -170,6 +184,7 @@ _PARSERS = {
     "party_size": _parse_party_size,
     "requests": _parse_requests,
     "phone": _parse_phone,
+    "seating": _parse_seating,
 }
 
 

@@ -45,11 +45,22 @@ class Code(StrEnum):
     TOO_MANY_BOOKINGS = "too_many_bookings"
     TOO_MANY_CALLBACKS = "too_many_callbacks"
     INTERNAL_ERROR = "internal_error"
+    UNKNOWN_AREA = "unknown_area"
+    AREA_FULL = "area_full"
+    TABLE_TAKEN = "table_taken"
 
 
 # Codes meaning "you cannot start at that date/time": these come with nearby bookable alternatives.
 SLOT_CODES = frozenset(
-    {Code.CLOSED_DAY, Code.OUTSIDE_HOURS, Code.IN_PAST, Code.TOO_FAR_AHEAD, Code.NOT_ON_STEP, Code.FULLY_BOOKED}
+    {
+        Code.CLOSED_DAY,
+        Code.OUTSIDE_HOURS,
+        Code.IN_PAST,
+        Code.TOO_FAR_AHEAD,
+        Code.NOT_ON_STEP,
+        Code.FULLY_BOOKED,
+        Code.AREA_FULL,
+    }
 )
 
 _MESSAGES: dict[Code, Localized] = {
@@ -90,6 +101,18 @@ _MESSAGES: dict[Code, Localized] = {
         "ご要望は{max}文字以内の文章でお願いします。", "Requests must be text of at most {max} characters."
     ),
     Code.FULLY_BOOKED: Localized("{date} {time:%H:%M}は満席です。", "We are fully booked at {time:%H:%M} on {date}."),
+    Code.UNKNOWN_AREA: Localized(
+        "「{value}」というお席はございません。お選びいただけるのは{areas}です。",
+        "We have no seating called '{value}'; guests can sit at: {areas}.",
+    ),
+    Code.TABLE_TAKEN: Localized(
+        "{tables}は、そのご予約の時間には使えません（別のご予約があるか、そのようなお席がありません）。",
+        "{tables} cannot take that booking (another booking holds it then, or there is no such table).",
+    ),
+    Code.AREA_FULL: Localized(
+        "{date} {time:%H:%M}の{area}は{party}名様のお席が空いていませんが、ほかのお席はご用意できます。",
+        "The {area} has no place for {party} at {time:%H:%M} on {date}, but other seating is free.",
+    ),
     Code.MISSING_FIELD: Localized("{label}をまだお伺いしていません。", "We still need the {label}."),
     Code.INVALID_ARGUMENTS: Localized(
         "ツールの引数を読み取れませんでした（{detail}）。", "The tool arguments could not be read ({detail})."

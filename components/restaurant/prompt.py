@@ -75,6 +75,13 @@ def _japanese(config: RestaurantConfig, local: dt.datetime) -> str:
             if config.large_party_max > config.max_party_size
             else None
         ),
+        (
+            f"- お席: {'、'.join(f'{area.name.ja}（seating: {area.id}）' for area in config.areas)}。"
+            "お客様がお席をご希望のときだけ update_reservation の seating に入れてください。"
+            "お席はシステムが人数に合わせて決めます。"
+            if len(config.areas) > 1
+            else None
+        ),
         f"- 住所: {config.address.ja}" if config.address.ja else None,
         f"- 電話番号: {config.phone}" if config.phone else None,
     ]
@@ -185,6 +192,13 @@ def _english(config: RestaurantConfig, local: dt.datetime) -> str:
             "the date, time, party size, name and phone number, read them back, and confirm_reservation sends them "
             "to the owner as a request (it is not a confirmed booking)."
             if config.large_party_max > config.max_party_size
+            else None
+        ),
+        (
+            f"- Seating: {'; '.join(f'{area.name.en} (seating: {area.id})' for area in config.areas)}. Set "
+            "update_reservation's seating only when the guest asks where to sit; the system picks the table that "
+            "fits the party."
+            if len(config.areas) > 1
             else None
         ),
         f"- Address: {config.address.en}" if config.address.en else None,

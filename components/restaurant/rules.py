@@ -3,11 +3,10 @@
 The model never decides whether a booking is allowed; these functions do, from
 the restaurant config and an injected aware ``now``. Everything is computed in
 the restaurant's time zone, so "today" is the restaurant's today even when the
-server runs in UTC. Capacity is checked against the start times of existing
-bookings (restaurant-local wall-clock datetimes) which the caller reads from the
-store; :func:`validate_reservation` is the single validator used by both the
-per-call session (to report problems early) and the store (inside its booking
-transaction).
+server runs in UTC. Capacity is checked by seating the booking among the existing
+ones (`seating.plan`, on the bookings the caller reads from the store);
+:func:`validate_reservation` is the single validator used by both the per-call
+session (to report problems early) and the store (inside its booking transaction).
 """
 
 from __future__ import annotations
@@ -15,13 +14,15 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
-from collections.abc import Iterable, Sequence
+import unicodedata
+from collections.abc import Sequence
 
 import holidays
 
 from components.restaurant.config import Localized, OpeningHours, RestaurantConfig
 from components.restaurant.fields import FIELDS, Reservation, format_time, missing_field, normalize_field
 from components.restaurant.problems import Code, FieldError, Problem
+from components.restaurant.seating import Seated, plan
 
 ALTERNATIVES_LIMIT = 3
 
@@ -94,12 +95,12 @@ def validate_reservation(
     reservation: Reservation,
     config: RestaurantConfig,
     now: dt.datetime,
-    existing: Sequence[dt.datetime] = (),
+    existing: Sequence[Seated] = (),
     *,
     partial: bool = False,
     party_limit: bool = True,
 ) -> list[Problem]:
-    """Every problem of ``reservation`` at ``now``, given the start times of ``existing`` bookings.
+    """Every problem of ``reservation`` at ``now``, given the ``existing`` bookings around its date.
 
     ``partial`` skips the completeness check, for drafts still being collected. ``party_limit=False`` lets a
     party larger than the limit through (the owner's deliberate override; the guest's agent never sets it).
@@ -115,6 +116,9 @@ def validate_reservation(
             except FieldError as error:
                 problems.append(error.problem)
     party_size, day, moment = values.get("party_size"), values.get("date"), values.get("time")
+    area = area_for(values.get("seating"), config)
+    if values.get("seating") is not None and area is None:
+        problems.append(_unknown_area(str(values["seating"]), config))
     if party_size is not None and (party_limit or party_size < config.min_party_size):
         problems += _party_problems(party_size, config)
     if moment is not None:
@@ -125,9 +129,40 @@ def validate_reservation(
     problems += day_problems
     if moment is not None and not day_problems:
         problems += _slot_problems(day, moment, config, now)
-        if not problems and not _fits(dt.datetime.combine(day, moment), existing, config):
-            problems.append(_slot(Code.FULLY_BOOKED, day, moment))
+        if not problems:
+            party = party_size or config.min_party_size
+            if not party_limit:  # the owner's override: the party takes the largest seating there is
+                party = min(party, max(option.seats for option in config.seat_options))
+            problems += _seating_problems(day, moment, party, area, config, existing)
     return problems
+
+
+def area_for(value: object, config: RestaurantConfig) -> str | None:
+    """The area a guest's seating wish names (its id, or its name in either language), or None."""
+    if not isinstance(value, str):
+        return None
+    wish = unicodedata.normalize("NFKC", value).strip().casefold()
+    for area in config.areas:
+        if wish in (area.id, area.name.ja.casefold(), area.name.en.casefold()):
+            return area.id
+    return None
+
+
+def _unknown_area(value: str, config: RestaurantConfig) -> Problem:
+    names = Localized("、".join(a.name.ja for a in config.areas), ", ".join(a.name.en for a in config.areas))
+    return Problem(Code.UNKNOWN_AREA, "seating", {"value": value, "areas": names})
+
+
+def _seating_problems(
+    day: dt.date, moment: dt.time, party: int, area: str | None, config: RestaurantConfig, existing: Sequence[Seated]
+) -> list[Problem]:
+    start = dt.datetime.combine(day, moment)
+    if plan(start, party, config, existing, area):
+        return []
+    if area is not None and plan(start, party, config, existing):
+        name = config.area(area).name  # type: ignore[union-attr]
+        return [_slot(Code.AREA_FULL, day, moment, "seating", area=name, area_id=area, party=party)]
+    return [_slot(Code.FULLY_BOOKED, day, moment)]
 
 
 def _slot(code: Code, day: dt.date, moment: dt.time | None, field: str = "time", **params: object) -> Problem:
@@ -177,45 +212,31 @@ def _slot_problems(day: dt.date, moment: dt.time, config: RestaurantConfig, now:
     return []
 
 
-def _fits(start: dt.datetime, existing: Iterable[dt.datetime], config: RestaurantConfig) -> bool:
-    """Whether a booking starting at ``start`` leaves at every instant of its stay fewer than ``tables`` tables in use.
-
-    Counting all overlapping bookings would over-refuse: two bookings that overlap
-    the new one but not each other need only one table between them. So this
-    sweeps the overlapping intervals, clipped to the new stay, and takes the peak.
-    """
-    stay = dt.timedelta(minutes=config.table_minutes)
-    end = start + stay
-    events = []
-    for other in existing:
-        if other < end and other + stay > start:
-            events += [(max(other, start), 1), (min(other + stay, end), -1)]
-    in_use = peak = 0
-    for _, change in sorted(events):  # at equal instants -1 sorts first: a table freed at 19:00 is free at 19:00
-        in_use += change
-        peak = max(peak, in_use)
-    return peak < config.tables
-
-
 # ── availability ─────────────────────────────────────────────────────────────
 
 
 def bookable_times(
-    day: dt.date, config: RestaurantConfig, now: dt.datetime, existing: Sequence[dt.datetime]
+    day: dt.date,
+    config: RestaurantConfig,
+    now: dt.datetime,
+    existing: Sequence[Seated],
+    party: int | None = None,
+    area: str | None = None,
 ) -> list[dt.time]:
-    """Start times on ``day`` a new booking could take right now (hours, past, horizon and capacity)."""
+    """Start times on ``day`` a new booking (of ``party``, in ``area``) could take right now: hours, past, horizon
+    and a free table."""
     hours = opening(day, config)
     if hours is None or _day_problems(day, None, config, now):
         return []
     step = config.step_minutes
     first = -(-(hours.open.hour * 60 + hours.open.minute) // step) * step
     last = hours.last_seating.hour * 60 + hours.last_seating.minute
-    nearby = [start for start in existing if abs(start.date() - day) <= dt.timedelta(days=1)]
+    nearby = [booking for booking in existing if abs(booking.start.date() - day) <= dt.timedelta(days=1)]
     times = []
     for minute in range(first, last + 1, step):
         moment = dt.time(minute // 60, minute % 60)
         start = dt.datetime.combine(day, moment)
-        if start.replace(tzinfo=config.tz) > now and _fits(start, nearby, config):
+        if start.replace(tzinfo=config.tz) > now and plan(start, party or config.min_party_size, config, nearby, area):
             times.append(moment)
     return times
 
@@ -225,8 +246,10 @@ def alternatives(
     preferred: dt.time | None,
     config: RestaurantConfig,
     now: dt.datetime,
-    existing: Sequence[dt.datetime],
+    existing: Sequence[Seated],
     limit: int = ALTERNATIVES_LIMIT,
+    party: int | None = None,
+    area: str | None = None,
 ) -> list[dict[str, str]]:
     """Bookable slots closest to a refused one.
 
@@ -239,7 +262,7 @@ def alternatives(
     candidate = max(day, today)
     found: list[dict[str, str]] = []
     while candidate <= last_day and len(found) < limit:
-        times = bookable_times(candidate, config, now, existing)
+        times = bookable_times(candidate, config, now, existing, party, area)
         nearest = sorted(times, key=lambda moment: (abs(moment.hour * 60 + moment.minute - target), moment))
         if candidate == day and nearest:
             return [{"date": day.isoformat(), "time": format_time(moment)} for moment in sorted(nearest[:limit])]

@@ -35,10 +35,18 @@ from components.restaurant.fields import (
 )
 from components.restaurant.lookup import Caller, Lookup
 from components.restaurant.problems import SLOT_CODES, Code, FieldError, Problem
-from components.restaurant.rules import alternatives, bookable_times, booking_window, opening, validate_reservation
+from components.restaurant.rules import (
+    alternatives,
+    area_for,
+    bookable_times,
+    booking_window,
+    opening,
+    validate_reservation,
+)
+from components.restaurant.seating import Seated
 
 COLLECTING, READY, CONFIRMED, CANCELLED, REQUESTED = "collecting", "ready", "confirmed", "cancelled", "requested"
-CHECK_FIELDS = ("date", "time", "party_size")
+CHECK_FIELDS = ("date", "time", "party_size", "seating")
 CALLBACK_FIELDS = ("guest_name", "phone", "request")
 
 
@@ -147,11 +155,17 @@ class ReservationSession:
             if day is None:
                 problems += [] if "date" in rejected else [missing_field("date")]
                 return self._result(now, problems, date=None, hours=None, available_times=[])
-            probe = Reservation(date=day, time=values.get("time"), party_size=values.get("party_size"))
+            seating = values.get("seating", self._draft.seating)
+            party = values.get("party_size")
+            drafted = self._draft.party_size
+            if party is None and drafted and drafted <= self.config.max_party_size:  # a large one goes to the owner
+                party = drafted  # the draft's party needs a table it fits
+            probe = Reservation(date=day, time=values.get("time"), party_size=party, seating=seating)
             existing = self._existing(day)
             probe_problems = validate_reservation(probe, self.config, now, existing, partial=True)
-            party_refused = any(problem.field == "party_size" for problem in probe_problems)
-            times = [] if party_refused else bookable_times(day, self.config, now, existing)
+            refused = any(problem.field in ("party_size", "seating") for problem in probe_problems)
+            area = area_for(seating, self.config)
+            times = [] if refused else bookable_times(day, self.config, now, existing, party, area)
             hours = opening(day, self.config)
             return self._result(
                 now,
@@ -370,13 +384,13 @@ class ReservationSession:
         code = Code.ALREADY_CANCELLED if self._cancelled else Code.ALREADY_CONFIRMED
         return Problem(code, None, {"booking_id": self._booking_id})
 
-    def _existing(self, day: dt.date | None) -> list[dt.datetime]:
-        """Start times of bookings that may share tables with one on ``day`` (its stay may cross midnight); the
-        booking being changed does not count against itself."""
+    def _existing(self, day: dt.date | None) -> list[Seated]:
+        """Bookings that may share tables with one on ``day`` (its stay may cross midnight); the booking being
+        changed does not count against itself."""
         if day is None:
             return []
         one_day = dt.timedelta(days=1)
-        return self.store.starts_between(day - one_day, day + one_day, exclude=self._changing)
+        return self.store.seated_between(day - one_day, day + one_day, exclude=self._changing)
 
     def _current_problems(self, now: dt.datetime) -> list[Problem]:
         """Refused inputs still awaiting a new value, then what is wrong with the draft as it stands."""
@@ -394,8 +408,9 @@ class ReservationSession:
         day, moment = refused[0].params["date"], refused[0].params.get("time")
         today, last_day = booking_window(self.config, now)
         one_day = dt.timedelta(days=1)
-        existing = self.store.starts_between(max(day, today) - one_day, last_day + one_day, exclude=self._changing)
-        return alternatives(day, moment, self.config, now, existing)
+        existing = self.store.seated_between(max(day, today) - one_day, last_day + one_day, exclude=self._changing)
+        area = refused[0].params.get("area_id") or area_for(self._draft.seating, self.config)  # the area asked for
+        return alternatives(day, moment, self.config, now, existing, party=self._draft.party_size, area=area)
 
     def _result(self, now: dt.datetime, call_problems: list[Problem], *, check: bool = True, **extra: object) -> dict:
         try:

@@ -34,6 +34,11 @@ _DATE = {"type": "string", "description": "Date as YYYY-MM-DD, in the restaurant
 _TIME = {"type": "string", "description": "Start time as HH:MM, 24-hour clock (e.g. 18:30)."}
 _PARTY = {"type": "integer", "description": "Number of guests."}
 _PHONE = {"type": "string", "description": "The guest's phone number, if they are happy to give it (digits)."}
+_SEATING = {
+    "type": "string",
+    "description": "Where the guest would like to sit: one of the restaurant's seating areas named in your "
+    "instructions (e.g. counter). An empty string means anywhere.",
+}
 
 _SPECS: dict[str, tuple[str, dict]] = {
     "update_reservation": (
@@ -60,6 +65,7 @@ _SPECS: dict[str, tuple[str, dict]] = {
                     "characters). An empty string clears them.",
                 },
                 "phone": _PHONE,
+                "seating": _SEATING,
             },
             "additionalProperties": False,
         },
@@ -72,7 +78,7 @@ _SPECS: dict[str, tuple[str, dict]] = {
         ),
         {
             "type": "object",
-            "properties": {"date": _DATE, "time": _TIME, "party_size": _PARTY},
+            "properties": {"date": _DATE, "time": _TIME, "party_size": _PARTY, "seating": _SEATING},
             "required": ["date"],
             "additionalProperties": False,
         },

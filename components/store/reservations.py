@@ -29,13 +29,14 @@ from components.restaurant.book import CANCELLED, CONFIRMED, BookingRefused, Sto
 from components.restaurant.config import RestaurantConfig
 from components.restaurant.fields import Reservation
 from components.restaurant.problems import Code, Problem
-from components.restaurant.rules import validate_reservation
+from components.restaurant.rules import area_for, validate_reservation
+from components.restaurant.seating import Seated, free_at, plan
 from components.settings import Settings
 from components.store.audit import AuditLog, record
 from components.store.callbacks import CallbackBook
 from components.store.database import MIGRATION_LOCK, SQLITE_BUSY_S, Database
 from components.store.schema import migrate, reservations, utc_stamp
-from components.store.slots import ONE_DAY, around, starts
+from components.store.slots import ONE_DAY, around, seated
 from components.store.tally import Tally
 from components.store.usage import UsageLedger
 from components.store.waitlist import WaitList
@@ -107,12 +108,13 @@ class ReservationStore:
         self._ensure_schema()
         day = reservation.date
         with self.db.write(around(day)) as connection:
-            existing = starts(connection, day - ONE_DAY, day + ONE_DAY) if day else []
+            existing = seated(connection, day - ONE_DAY, day + ONE_DAY) if day else []
             problems = validate_reservation(reservation, config, now, existing, party_limit=override is None)
             if problems:
                 raise BookingRefused(problems)
             row = {
                 **reservation.to_dict(),
+                **_seat(connection, reservation, config, existing, now),
                 "language": language or config.default_language,
                 "created_at": utc_stamp(now),
                 "status": CONFIRMED,
@@ -146,11 +148,16 @@ class ReservationStore:
             if current is None or current["status"] != CONFIRMED:
                 raise BookingRefused([Problem(Code.NOT_FOUND)])
             day = reservation.date
-            existing = starts(connection, day - ONE_DAY, day + ONE_DAY, exclude=booking_id) if day else []
+            existing = seated(connection, day - ONE_DAY, day + ONE_DAY, exclude=booking_id) if day else []
             problems = validate_reservation(reservation, config, now, existing, party_limit=override is None)
             if problems:
                 raise BookingRefused(problems)
-            values = {**reservation.to_dict(), "updated_at": utc_stamp(now), "override": override}
+            values = {
+                **reservation.to_dict(),
+                **_seat(connection, reservation, config, existing, now),
+                "updated_at": utc_stamp(now),
+                "override": override,
+            }
             connection.execute(update(reservations).where(reservations.c.booking_id == booking_id).values(**values))
             changes = {key: [current[key], value] for key, value in values.items() if current.get(key) != value}
             changes.pop("updated_at", None)
@@ -174,6 +181,25 @@ class ReservationStore:
             if done.rowcount != 1:
                 raise BookingRefused([Problem(Code.NOT_FOUND)])
             record(connection, now, actor, "cancelled", booking_id, {"date": before["date"], "time": before["time"]})
+            return _row(connection, booking_id) or {}
+
+    def move(self, booking_id: str, tables: Iterable[str], config: RestaurantConfig, now: dt.datetime, *, actor: str):
+        """The owner puts a confirmed booking at ``tables`` (one area's, free for its stay as the evening is seated
+        now); it stays there, never moved to make room. The updated row, or :class:`BookingRefused`."""
+        self._ensure_schema()
+        booking_id, wanted = normalize_id(booking_id), tuple(dict.fromkeys(name.strip() for name in tables if name))
+        before = self.get(booking_id)
+        if before is None or before["status"] != CONFIRMED:
+            raise BookingRefused([Problem(Code.NOT_FOUND)])
+        day = dt.date.fromisoformat(before["date"])
+        with self.db.write(around(day)) as connection:
+            start = dt.datetime.fromisoformat(f"{before['date']}T{before['time']}")
+            others = seated(connection, day - ONE_DAY, day + ONE_DAY, exclude=booking_id)
+            if not wanted or not free_at(wanted, start, config, others):
+                raise BookingRefused([Problem(Code.TABLE_TAKEN, "tables", {"tables": "+".join(wanted) or "-"})])
+            values = {"tables": "+".join(wanted), "tables_pinned": 1, "updated_at": utc_stamp(now)}
+            connection.execute(update(reservations).where(reservations.c.booking_id == booking_id).values(**values))
+            record(connection, now, actor, "moved", booking_id, {"tables": [before["tables"], values["tables"]]})
             return _row(connection, booking_id) or {}
 
     def save_transcript(self, booking_ids: Iterable[str], view: dict[str, Any]) -> None:
@@ -234,12 +260,12 @@ class ReservationStore:
         with self.db.read() as connection:
             return [dict(row._mapping) for row in connection.execute(query)]
 
-    def starts_between(self, first: dt.date, last: dt.date, exclude: str | None = None) -> list[dt.datetime]:
-        """Start times (restaurant-local wall clock) of confirmed bookings dated ``first`` to ``last`` inclusive,
-        but for the booking ``exclude`` (one being changed does not compete with itself)."""
+    def seated_between(self, first: dt.date, last: dt.date, exclude: str | None = None) -> list[Seated]:
+        """Confirmed bookings dated ``first`` to ``last`` inclusive as the seating sees them, but for the booking
+        ``exclude`` (one being changed does not compete with itself)."""
         self._ensure_schema()
         with self.db.read() as connection:
-            return starts(connection, first, last, exclude=exclude)
+            return seated(connection, first, last, exclude=exclude)
 
     # ---- the schema --------------------------------------------------------------------------------
 
@@ -284,6 +310,33 @@ class ReservationStore:
                 if "booking_id" not in str(error.orig):
                     raise
         raise RuntimeError(f"no free booking id with prefix {prefix!r} after {_ID_ATTEMPTS} tries")
+
+
+def _seat(
+    connection: Connection,
+    reservation: Reservation,
+    config: RestaurantConfig,
+    existing: list[Seated],
+    now: dt.datetime,
+) -> dict[str, Any]:
+    """The tables a validated booking takes (and where the guest asked to sit), writing the tables of the bookings
+    seated again to make room; inside the booking's transaction, so two replicas never sell one table twice."""
+    assert reservation.date and reservation.time and reservation.party_size
+    area = area_for(reservation.seating, config)
+    largest = max(option.seats for option in config.seat_options)  # an owner's override may exceed every table
+    start = dt.datetime.combine(reservation.date, reservation.time)
+    found = plan(start, min(reservation.party_size, largest), config, existing, area)
+    if found is None:  # validated a moment ago in this same transaction: cannot happen
+        raise BookingRefused([Problem(Code.FULLY_BOOKED, "time")])
+    for booking_id, tables in found.moves.items():
+        connection.execute(
+            update(reservations).where(reservations.c.booking_id == booking_id).values(tables="+".join(tables))
+        )
+    before = {booking.booking_id: booking.tables for booking in existing}
+    moved = {booking_id: "+".join(tables) for booking_id, tables in found.moves.items() if before.get(booking_id)}
+    if moved:
+        record(connection, now, "system", "reseated", None, moved)
+    return {"seating": area, "tables": "+".join(found.seats.tables), "tables_pinned": 0}
 
 
 def normalize_id(booking_id: str) -> str:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from sqlalchemy import Column, Connection, Float, Index, Integer, MetaData, String, Table, Text, inspect, select
 from sqlalchemy.schema import CreateColumn
 
-from components.restaurant.fields import MAX_NAME_LENGTH, MAX_REQUESTS_LENGTH
+from components.restaurant.fields import MAX_NAME_LENGTH, MAX_REQUESTS_LENGTH, MAX_SEATING_LENGTH
 
 
 def utc_stamp(moment: dt.datetime) -> str:
@@ -54,6 +54,14 @@ def _v2_columns() -> list[Column]:
     ]
 
 
+def _v7_columns() -> list[Column]:
+    return [
+        Column("seating", String(MAX_SEATING_LENGTH * 2)),  # where the guest asked to sit (an area), if anywhere
+        Column("tables", String(160)),  # the tables it holds, "T1+T2"; empty until seated (bookings made before)
+        Column("tables_pinned", Integer, nullable=False, server_default="0"),  # 1: the owner put it there
+    ]
+
+
 metadata = MetaData()
 
 reservations = Table(
@@ -61,6 +69,7 @@ reservations = Table(
     metadata,
     *_v1_columns(),
     *_v2_columns(),
+    *_v7_columns(),
     Index("reservations_by_slot", "date", "time"),
     sqlite_autoincrement=True,
 )
@@ -161,13 +170,17 @@ def _create_v1(connection: Connection) -> None:
     first.create(connection, checkfirst=True)
 
 
-def _add_v2(connection: Connection) -> None:
-    """Statuses, sources, phone numbers, overrides and transcripts on bookings; callbacks and the audit log."""
+def _add_columns(connection: Connection, columns: list[Column]) -> None:
     present = {column["name"] for column in inspect(connection).get_columns("reservations")}
-    for column in _v2_columns():
+    for column in columns:
         if column.name not in present:
             spec = CreateColumn(column).compile(dialect=connection.dialect)
             connection.exec_driver_sql(f"ALTER TABLE reservations ADD COLUMN {spec}")
+
+
+def _add_v2(connection: Connection) -> None:
+    """Statuses, sources, phone numbers, overrides and transcripts on bookings; callbacks and the audit log."""
+    _add_columns(connection, _v2_columns())
     callbacks.create(connection, checkfirst=True)
     audit_log.create(connection, checkfirst=True)
 
@@ -195,6 +208,12 @@ def _add_v6(connection: Connection) -> None:
     waitlist.create(connection, checkfirst=True)
 
 
+def _add_v7(connection: Connection) -> None:
+    """Tables: where a guest asked to sit and the tables each booking holds. Bookings made before have none and
+    are seated by the next booking around them (`restaurant.seating`), so every one stays valid."""
+    _add_columns(connection, _v7_columns())
+
+
 MIGRATIONS: tuple[tuple[int, Callable[[Connection], None]], ...] = (
     (1, _create_v1),
     (2, _add_v2),
@@ -202,6 +221,7 @@ MIGRATIONS: tuple[tuple[int, Callable[[Connection], None]], ...] = (
     (4, _add_v4),
     (5, _add_v5),
     (6, _add_v6),
+    (7, _add_v7),
 )
 LATEST = MIGRATIONS[-1][0]
 

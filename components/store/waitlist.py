@@ -21,7 +21,7 @@ from components.restaurant.rules import validate_reservation
 from components.store.audit import record
 from components.store.database import Database
 from components.store.schema import utc_stamp, waitlist
-from components.store.slots import ONE_DAY, around, starts
+from components.store.slots import ONE_DAY, around, seated
 
 WAITING, NOTIFIED = "waiting", "notified"
 
@@ -74,7 +74,7 @@ class WaitList:
         notified (None if none fits)."""
         self._ready()
         with self.db.write(around(day)) as connection:
-            existing = starts(connection, day - ONE_DAY, day + ONE_DAY)
+            existing = seated(connection, day - ONE_DAY, day + ONE_DAY)
             query = (
                 select(waitlist)
                 .where(waitlist.c.date == day.isoformat(), waitlist.c.status == WAITING)

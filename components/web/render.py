@@ -15,8 +15,9 @@ from typing import Any
 
 from components.call.state import CallView, TurnView
 
-FIELDS = ("guest_name", "date", "time", "party_size", "requests", "phone")
-OPTIONAL = ("requests", "phone")
+FIELDS = ("guest_name", "date", "time", "party_size", "seating", "requests", "phone")
+OPTIONAL = ("seating", "requests", "phone")
+ASKED_FOR = ("seating", "phone")  # rows shown only once the guest gave them
 
 LABELS = {
     "ja": {
@@ -27,6 +28,7 @@ LABELS = {
         "party_size": "人数",
         "requests": "ご要望",
         "phone": "お電話番号",
+        "seating": "お席",
         "missing": "未入力",
         "none": "なし",
         "collecting": "受付中",
@@ -59,6 +61,7 @@ LABELS = {
         "party_size": "Guests",
         "requests": "Requests",
         "phone": "Phone",
+        "seating": "Seating",
         "missing": "not yet given",
         "none": "none",
         "collecting": "Taking details",
@@ -147,7 +150,7 @@ def card_html(view: CallView | None, restaurant_name: str, language: str = "ja")
     snapshot = view.reservation if view is not None else {}
     status = snapshot.get("status", "collecting")
     reservation = snapshot.get("reservation") or {}
-    shown = [field for field in FIELDS if field != "phone" or reservation.get("phone")]  # asked for, not required
+    shown = [field for field in FIELDS if field not in ASKED_FOR or reservation.get(field)]
     rows = "".join(_field_row(field, reservation.get(field), words) for field in shown)
     head = (
         f'<div class="card-head"><span class="restaurant">{escape(restaurant_name)}</span>'
