@@ -143,6 +143,23 @@ def test_the_days_load_counts_tables_in_use_at_each_step_and_ignores_cancellatio
     assert load_frame(ROWS, dt.date(2026, 12, 31), CONFIG).empty  # closed
 
 
+def test_the_days_load_shows_each_area_with_tables_pushed_together_counted_each(tmp_path) -> None:
+    from tests.domain_fixtures import seating_config
+
+    config = load_config(seating_config(tmp_path))
+    rows = [
+        {**ROWS[1], "tables": "T1+T2"},  # four at 19:00 on two two-tops
+        {**ROWS[0], "tables": "C1"},  # two at 18:00 at the counter, whose stay is 90 minutes
+    ]
+    frame = load_frame(rows, dt.date(2026, 4, 21), config)
+    at = frame.set_index(["series", "time"])["tables"]
+    table, counter = "テーブル席（使用中） / table in use", "カウンター（使用中） / counter in use"
+    assert at[(table, dt.datetime(2026, 4, 21, 19, 30))] == 2
+    assert at[(counter, dt.datetime(2026, 4, 21, 19, 0))] == 1 and at[(counter, dt.datetime(2026, 4, 21, 19, 30))] == 0
+    assert set(frame[frame["series"] == "席数 / Tables"]["tables"]) == {5}
+    assert list(bookings_frame(rows, config, show_phone=False)["席 / Tables"]) == ["T1+T2", "C1"]
+
+
 def test_the_csv_opens_in_excel_with_japanese_names() -> None:
     data = bookings_csv(ROWS, show_phone=False)
     assert data.startswith(b"\xef\xbb\xbf")

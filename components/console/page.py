@@ -124,6 +124,11 @@ class Console:
                 with gr.Row():
                     save = gr.Button("変更を保存 / Save change", elem_id="owner-save")
                     cancel = gr.Button("予約を取り消す / Cancel booking", variant="stop", elem_id="owner-cancel")
+                with gr.Row(equal_height=True):
+                    tables = gr.Textbox(
+                        label=f"席 / Tables ({self._table_names()})", elem_id="owner-tables", min_width=200, scale=2
+                    )
+                    move = gr.Button("この席に移す / Move to these tables", elem_id="owner-move", scale=1)
                 transcript = gr.Chatbot(
                     type="messages", label="通話の記録 / The call", height=300, elem_id="owner-call", allow_tags=True
                 )
@@ -169,9 +174,11 @@ class Console:
             if self.access.oauth:  # a Hugging Face sign-in is in the session when the page comes back from the Hub
                 opening.append(page.load)
             gr.on(opening, self.open, filters, shown, trigger_mode="always_last", **hidden)
-            bookings.select(self.select, [token, bookings], [booking_id, *edit, override, reason, transcript], **hidden)
+            picked = [booking_id, *edit, override, reason, tables, transcript]
+            bookings.select(self.select, [token, bookings], picked, **hidden)
             save.click(self.change, [*filters, booking_id, *edit, override, reason], data, **hidden)
             cancel.click(self.cancel, [*filters, booking_id], data, **hidden)
+            move.click(self.move, [*filters, booking_id, tables], data, **hidden)
             add.click(self.add, [*filters, *new, override, reason], data, **hidden)
             done.click(self.mark_done, [*filters, callback_id], data, **hidden)
             sign_out.click(self.sign_out, [token], [token, *shown], **hidden)
@@ -212,7 +219,7 @@ class Console:
 
     def select(self, token: str | None, table: Any, event: gr.SelectData, request: gr.Request) -> tuple:
         """A row picked in the bookings table: its details into the form, and the call that made it."""
-        blank = ("", "", "", "", None, "", "", False, "", [])
+        blank = ("", "", "", "", None, "", "", False, "", "", [])
         if not self.access.owner(token, request) or table is None or not len(table):
             return blank
         row_index = event.index[0] if isinstance(event.index, list | tuple) else event.index
@@ -232,7 +239,8 @@ class Console:
             row["requests"] or "",
             row["phone"] or "",
         ]
-        return (booking_id, *values, False, "", chat_messages(CallView.model_validate(view)) if view else [])
+        call = chat_messages(CallView.model_validate(view)) if view else []
+        return (booking_id, *values, False, "", row.get("tables") or "", call)
 
     def change(self, token, day, status, search, show_phone, booking_id, *form_and_override, request: gr.Request):
         owner = self.access.owner(token, request)
@@ -268,6 +276,22 @@ class Console:
             cancel, f"{booking} を取り消しました。席は再び予約できます。/ {booking} cancelled; its table is free again."
         )
         return self._data(day, status, search, show_phone, " ".join([message, *told]))
+
+    def move(self, token, day, status, search, show_phone, booking_id, tables, request: gr.Request):
+        """Put the selected booking at the tables the owner typed ("T1+T2"); it then stays there."""
+        owner = self.access.owner(token, request)
+        if not owner:
+            return self._nothing()
+        booking = (booking_id or "").strip().upper()
+        names = [name.strip() for name in str(tables or "").replace(",", "+").split("+") if name.strip()]
+        message = self._write(
+            lambda now: self.store.move(booking, names, self.config, now, actor=f"owner:{owner}"),
+            f"{booking} を {'+'.join(names)} に移しました。/ {booking} moved to {'+'.join(names)}.",
+        )
+        return self._data(day, status, search, show_phone, message)
+
+    def _table_names(self) -> str:
+        return "; ".join(f"{area.name.en}: {', '.join(t.id for t in area.tables)}" for area in self.config.areas)
 
     def _tell_the_waitlist(self, freed: dict[str, Any] | None, now: dt.datetime) -> list[str]:
         """A booking left its slot: the first waiting guest who now fits is notified; what to tell the owner."""

@@ -18,12 +18,14 @@ import pandas as pd
 from components.restaurant.config import RestaurantConfig
 from components.restaurant.fields import mask_phone
 from components.restaurant.rules import opening
+from components.restaurant.seating import stay
 
 BOOKING_COLUMNS = {
     "date": "日付 / Date",
     "time": "時間 / Time",
     "guest_name": "お名前 / Name",
     "party_size": "人数 / Party",
+    "tables": "席 / Tables",
     "requests": "ご要望 / Requests",
     "phone": "電話 / Phone",
     "source": "経路 / Source",
@@ -58,8 +60,19 @@ AUDIT_COLUMNS = {
     "action": "操作 / What",
     "booking_id": "予約番号 / Booking",
 }
-CSV_FIELDS = ("booking_id", "date", "time", "guest_name", "party_size", "requests", "phone", "source", "status")
-LOAD_SERIES = ("予約で使用中 / Tables in use", "席数 / Tables")
+CSV_FIELDS = (
+    "booking_id",
+    "date",
+    "time",
+    "guest_name",
+    "party_size",
+    "tables",
+    "requests",
+    "phone",
+    "source",
+    "status",
+)
+CAPACITY_SERIES = "席数 / Tables"
 
 
 def local_stamp(stamp: str | None, config: RestaurantConfig) -> str:
@@ -75,6 +88,7 @@ def bookings_frame(rows: Iterable[Mapping[str, Any]], config: RestaurantConfig, 
             **{key: row.get(key) for key in BOOKING_COLUMNS},
             "phone": (row.get("phone") or "") if show_phone else (mask_phone(row.get("phone")) or ""),
             "requests": row.get("requests") or "",
+            "tables": (row.get("tables") or "") + (" 📌" if row.get("tables_pinned") else ""),
             "override": row.get("override") or "",
             "created_at": local_stamp(row.get("created_at"), config),
         }
@@ -135,25 +149,29 @@ def _detail(detail: Any) -> str:
 
 
 def load_frame(rows: Iterable[Mapping[str, Any]], day: dt.date, config: RestaurantConfig) -> pd.DataFrame:
-    """Tables in use at each start step of `day`'s opening hours, next to the configured tables (long format,
-    one row per step and series, for a Gradio line plot). Empty on a closed day."""
+    """Tables in use in each area at each start step of `day`'s opening hours (tables pushed together count each),
+    next to the restaurant's tables (long format, one row per step and series, for a Gradio line plot). A booking
+    not seated yet counts in the first area. Empty on a closed day."""
     hours = opening(day, config)
     if hours is None:
         return pd.DataFrame({"time": [], "series": [], "tables": []})
-    stay = dt.timedelta(minutes=config.table_minutes)
-    starts = [
-        dt.datetime.fromisoformat(f"{row['date']}T{row['time']}")
-        for row in rows
-        if row.get("status", "confirmed") == "confirmed"
-    ]
+    area_of = {table.id: area.id for area in config.areas for table in area.tables}
+    held = []  # (area, start, end, tables)
+    for row in rows:
+        if row.get("status", "confirmed") != "confirmed":
+            continue
+        names = [name for name in (row.get("tables") or "").split("+") if name in area_of]
+        area = area_of[names[0]] if names else config.areas[0].id
+        start = dt.datetime.fromisoformat(f"{row['date']}T{row['time']}")
+        held.append((area, start, start + stay(config, area), max(1, len(names))))
+    series = {area.id: f"{area.name.ja}（使用中） / {area.name.en} in use" for area in config.areas}
     moment, close = dt.datetime.combine(day, hours.open), dt.datetime.combine(day, hours.close)
     records = []
     while moment <= close:
-        in_use = sum(start <= moment < start + stay for start in starts)
-        records += [
-            {"time": moment, "series": LOAD_SERIES[0], "tables": in_use},
-            {"time": moment, "series": LOAD_SERIES[1], "tables": config.tables},
-        ]
+        for area in config.areas:
+            in_use = sum(count for where, start, end, count in held if where == area.id and start <= moment < end)
+            records.append({"time": moment, "series": series[area.id], "tables": in_use})
+        records.append({"time": moment, "series": CAPACITY_SERIES, "tables": config.tables})
         moment += dt.timedelta(minutes=config.step_minutes)
     return pd.DataFrame(records)
 
