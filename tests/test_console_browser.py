@@ -37,7 +37,7 @@ from tests.browser import (
     speech_wav,
 )
 from tests.browser import start_call as press_record_and_wait
-from tests.domain_fixtures import bookable_day, write_config
+from tests.domain_fixtures import bookable_day, seating_config, write_config
 from tests.fake_hub_oauth import FakeHubOAuth
 from tests.fake_realtime import FakeRealtimeServer, Script, call_tool, greet, on_caller_speech, say, user_said
 from tests.page import (
@@ -388,3 +388,45 @@ def test_the_console_fits_a_phone_screen(tmp_path: Path) -> None:
             box = page.locator(control).first.bounding_box()
             assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"] + 1, control
         snap(page, tmp_path, "console-phone")
+
+
+def test_the_owner_sees_each_bookings_tables_and_moves_one_to_another_table(tmp_path: Path) -> None:
+    config_path = seating_config(tmp_path)
+    config = load_config(config_path)
+    store = ReservationStore(tmp_path / "reservations.db")
+    day = bookable_day(config)
+    at_seven = {"date": dt.date.fromisoformat(day), "time": dt.time(19, 0), "party_size": 2}
+    now = dt.datetime.now(dt.UTC)
+    pair = store.book(Reservation("Pair", **at_seven), config, now)
+    store.book(Reservation("Counter pair", seating="counter", **at_seven), config, now)
+    env = {**app_env(tmp_path, None, KEY), "OWNER_PASSWORD": PASSWORD, "RESTAURANT_CONFIG": str(config_path)}
+    with (
+        sync_playwright() as playwright,
+        AppProcess(APP, tmp_path, env) as app,
+        chromium_session(playwright, silence_wav(tmp_path / "quiet.wav", 5), tmp_path) as page,
+    ):
+        open_app(page, app.url)
+        open_console(page, PASSWORD)
+        show_bookings_from(page, day)
+        rows = wait_for_rows(page, "owner-bookings", lambda rows: len(rows) == 2, "the two bookings")
+        assert {r["お名前 / Name"]: r["席 / Tables"] for r in rows} == {"Pair": "T1", "Counter pair": "C1"}
+        assert "table: T1, T2, T3; counter: C1, C2" in page.inner_text("#owner-selected")
+
+        select_booking(page, "Pair", pair)
+        tables = page.locator("#owner-tables textarea, #owner-tables input").first
+        assert tables.input_value() == "T1"
+        tables.fill("C1")  # taken by the counter pair: refused, nothing moves
+        page.click("#owner-move")
+        page.wait_for_function(
+            "() => document.querySelector('#owner-result')?.innerText.includes('cannot take that booking')",
+            timeout=15_000,
+        )
+        tables.fill("T3")
+        page.click("#owner-move")
+        rows = wait_for_rows(
+            page, "owner-bookings", lambda rows: any(r["席 / Tables"] == "T3 📌" for r in rows), "the moved booking"
+        )
+        assert f"{pair} moved to T3" in page.inner_text("#owner-result")
+        snap(page, tmp_path, "console-tables")
+        no_traceback(page)
+    assert (store.get(pair)["tables"], store.get(pair)["tables_pinned"]) == ("T3", 1)
