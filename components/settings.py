@@ -25,6 +25,7 @@ from pydantic import (
     FilePath,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -138,6 +139,17 @@ class PipelineModels:
 
 
 @dataclass(frozen=True)
+class TextSettings:
+    """Text messages on the Twilio account (`TWILIO_ACCOUNT_SID`, `TWILIO_AUTH_TOKEN`) from `TWILIO_SMS_FROM`, and
+    the restaurant-local hour of the day before a booking at which its reminder goes (`SMS_REMINDER_HOUR`)."""
+
+    account_sid: str
+    auth_token: str = field(repr=False)
+    sender: str
+    reminder_hour: int | None = None
+
+
+@dataclass(frozen=True)
 class LineSettings:
     """What the server and the phone line know of the deployment: the token that signs Twilio's webhooks
     (`TWILIO_AUTH_TOKEN`, unless `TWILIO_VALIDATE_SIGNATURE` is off), the public address (`PUBLIC_URL`), the voice
@@ -148,6 +160,7 @@ class LineSettings:
     say_voice: str | None = None
     on_space: bool = False
     unsigned_allowed: bool = False  # `TWILIO_VALIDATE_SIGNATURE=false`: a local test, or FastPhone's own account
+    texts: TextSettings | None = None  # text messages to phone callers, when `TWILIO_SMS_FROM` is set
 
     @property
     def served(self) -> bool:
@@ -318,6 +331,17 @@ class Settings(BaseSettings):
     twilio_auth_token: Token | None = Field(None, validation_alias="TWILIO_AUTH_TOKEN")
     twilio_validate_signature: bool = Field(True, validation_alias="TWILIO_VALIDATE_SIGNATURE")
     twilio_say_voice: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]{1,64}$", validation_alias="TWILIO_SAY_VOICE")
+    twilio_sms_from: str | None = Field(
+        None, pattern=r"^(\+[1-9][0-9]{6,14}|MG[0-9a-fA-F]{32})$", validation_alias="TWILIO_SMS_FROM"
+    )
+    sms_reminder_hour: int | None = Field(None, ge=0, le=23, validation_alias="SMS_REMINDER_HOUR")
+
+    @field_validator("twilio_sms_from")
+    @classmethod
+    def _texts_need_the_account(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value and not (info.data.get("twilio_account_sid") and info.data.get("twilio_auth_token")):
+            raise ValueError("needs TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN as well (texts are sent on that account)")
+        return value
 
     @field_validator("trusted_proxies_given")
     @classmethod
@@ -426,7 +450,12 @@ class Settings(BaseSettings):
         token = self.secret("twilio_auth_token") if self.twilio_validate_signature else None
         public_url = (self.public_url or "").rstrip("/") or None
         unsigned = not self.twilio_validate_signature
-        return LineSettings((token or "").strip() or None, public_url, self.twilio_say_voice, self.on_space, unsigned)
+        texts = None
+        if self.twilio_sms_from and self.twilio_account_sid:
+            account_token = (self.secret("twilio_auth_token") or "").strip()
+            texts = TextSettings(self.twilio_account_sid, account_token, self.twilio_sms_from, self.sms_reminder_hour)
+        signing = (token or "").strip() or None
+        return LineSettings(signing, public_url, self.twilio_say_voice, self.on_space, unsigned, texts)
 
     def secret(self, name: str) -> str | None:
         """A secret's value where it is needed (a client, a comparison), never for printing."""
@@ -454,6 +483,7 @@ _FORMS = {  # what a variable with a pattern must look like, in the owner's word
     "OWNER_USERS": "must be Hugging Face user names, separated by commas",
     "PUBLIC_URL": "must be an address like https://owner-space.hf.space",
     "TWILIO_SAY_VOICE": "must be a Twilio voice name like Polly.Mizuki",
+    "TWILIO_SMS_FROM": "must be your Twilio number like +815012345678, or a messaging service id MG…",
 }
 
 

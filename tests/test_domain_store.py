@@ -395,7 +395,7 @@ def test_a_first_release_database_is_migrated_in_place_and_loses_nothing(locatio
     assert store.callbacks.listed() == []
     with store.db.read() as connection:
         versions = connection.exec_driver_sql("SELECT version FROM schema_version ORDER BY version").scalars().all()
-    assert versions == [1, 2, 3, 4, 5, 6, 7]  # 6: the waitlist; 7: tables
+    assert versions == [1, 2, 3, 4, 5, 6, 7, 8]  # 6: the waitlist; 7: tables; 8: texts
     assert ReservationStore(location).get(new_id)["status"] == "confirmed"  # a restart migrates nothing twice
 
 

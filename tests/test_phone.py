@@ -13,34 +13,21 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
-import dataclasses
 import datetime as dt
 import json
 import os
-import socket
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import gradio as gr
 import httpx
 import pytest
-import uvicorn
-from fastapi import FastAPI
-from fastrtc import WebRTC
 
 from components.call.options import CallRequest
-from components.console.access import OwnerAccess
 from components.engines.live import LiveHandler
-from components.engines.realtime import RealtimeHandler
 from components.restaurant.config import RestaurantConfig, load_config
 from components.restaurant.fields import Reservation
 from components.restaurant.prompt import goodbye_instruction
-from components.server.run import build_server
-from components.settings import VOICES, AgentSettings, Settings
 from components.store.reservations import ReservationStore
 from tests import fake_live as live
 from tests.domain_fixtures import bookable_day, write_config
@@ -54,74 +41,12 @@ from tests.fake_realtime import (
     say,
     user_said,
 )
+from tests.phone_server import KEY, OWNER, OWNER_PASSWORD, ServerThread, running_server
 from tests.speech import Echo
 from tests.twilio_caller import TwilioCaller, incoming, new_sid, parse_twiml, signed_post
 
-KEY = "sk-test-phone"
-OWNER_PASSWORD = "owner-password-for-phone-tests"
-OWNER = OwnerAccess(password=OWNER_PASSWORD)
 FEED_TOKEN = OWNER.feed_token()
 pytestmark = pytest.mark.timeout(120)
-
-
-# ---- the server, as `python app.py --server` builds it -------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class ServerThread:
-    """uvicorn serving `app` on a free localhost port, in a background thread (with its own event loop)."""
-
-    def __init__(self, app: FastAPI) -> None:
-        self.app = app
-        self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def stream(self) -> Any:
-        return self.app.state.stream
-
-    def __enter__(self) -> ServerThread:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the server did not start")
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(15)
-
-
-def small_ui(handler: RealtimeHandler, settings: AgentSettings) -> gr.Blocks:
-    """The shape of app.py's page: a WebRTC call with language, voice and key inputs, and a transcript."""
-    with gr.Blocks() as ui:
-        call = WebRTC(modality="audio", mode="send-receive", server_rtc_configuration={"iceServers": []})
-        language = gr.Radio(["ja", "en"], value="en")
-        voice = gr.Dropdown(list(VOICES), value=settings.voice)
-        key = gr.Textbox(type="password")
-        visitor = gr.State(None)
-        transcript = gr.JSON()
-        call.stream(
-            handler,
-            inputs=[call, language, voice, key, visitor],
-            outputs=[call],
-            concurrency_limit=settings.max_concurrent_calls,
-            time_limit=settings.call_time_limit_s + 15,
-        )
-        call.on_additional_outputs(lambda view: view, outputs=[transcript], concurrency_limit=None)
-    return ui
 
 
 @pytest.fixture
@@ -144,28 +69,6 @@ def phone_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     for name in ("TWILIO_AUTH_TOKEN", "PUBLIC_URL", "TWILIO_SAY_VOICE"):
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
-
-
-@contextlib.contextmanager
-def running_server(
-    config: RestaurantConfig,
-    store: ReservationStore,
-    fake: FakeRealtimeServer | live.FakeLiveServer | None,
-    monkeypatch: pytest.MonkeyPatch,
-    engine: type = RealtimeHandler,
-    **settings: Any,
-) -> Iterator[ServerThread]:
-    if fake is not None:
-        monkeypatch.setenv("OPENAI_BASE_URL", fake.base_url)
-    deployment = Settings.load()  # the environment as the server starts: `phone_env`, and a test's own changes
-    agent = dataclasses.replace(deployment.agent, **{"response_timeout_s": 5, **settings})
-    handler = engine(config, store, agent)
-    ui = small_ui(handler, agent)
-    app = build_server(
-        handler, ui=ui, config=config, settings=agent, line=deployment.line, feed_wait_s=2.0, access=OWNER
-    )
-    with ServerThread(app) as server:
-        yield server
 
 
 class FeedReader:

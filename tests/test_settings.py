@@ -56,6 +56,8 @@ BAD_VALUES = [
     ("BOOKINGS_PER_CALLER_PER_DAY", "-1", "at least 0"),
     ("CALLBACKS_PER_CALL", "two", "whole number"),
     ("CALLBACKS_PER_CALLER_PER_DAY", "1.5", "whole number"),
+    ("TWILIO_SMS_FROM", "050-1234-5678", "your Twilio number like +815012345678"),
+    ("SMS_REMINDER_HOUR", "25", "at most 23"),
 ]
 SECRETS = ("OPENAI_API_KEY", "TWILIO_AUTH_TOKEN", "HF_TOKEN", "DATABASE_URL", "DEMO_ACCESS_CODE", "OWNER_PASSWORD")
 
@@ -88,6 +90,18 @@ def test_a_bad_value_names_the_variable(monkeypatch: pytest.MonkeyPatch, name: s
     assert says in str(refused.value)
     if name in SECRETS and value.strip():
         assert value not in str(refused.value)  # a secret is never repeated
+
+
+def test_texts_need_the_twilio_account_they_are_sent_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TWILIO_SMS_FROM", "+815012345678")
+    with pytest.raises(SettingsError, match="TWILIO_SMS_FROM needs TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN"):
+        Settings.load()
+    monkeypatch.setenv("TWILIO_ACCOUNT_SID", "AC" + "0" * 32)
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", "auth-token")
+    monkeypatch.setenv("SMS_REMINDER_HOUR", "18")
+    texts = Settings.load().line.texts
+    assert texts is not None and (texts.sender, texts.reminder_hour) == ("+815012345678", 18)
+    assert "auth-token" not in repr(texts)
 
 
 def test_a_bad_value_stops_the_app_at_start_with_its_name() -> None:

@@ -17,6 +17,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import datetime as dt
 import json
 import logging
 import time
@@ -52,6 +53,7 @@ class PhoneCall(WebSocketHandler):
         self._emit_to_queue_task: asyncio.Task | None = None
         self.socket: TwilioSocket | None = None
         self.call_sid: str | None = None
+        self.started_at: dt.datetime | None = None  # when the line admitted it (what the call wrote came after)
         self.admitted: str | None = None
         self.ending = "caller_hung_up"
         self.hangup_heard = asyncio.Event()

@@ -12,11 +12,14 @@ This module holds the line's side of it:
   present the one-time token handed out in the TwiML, so nobody else can spend the owner's OpenAI budget;
 * each `CallSid` is answered once (`first_answer`, kept in the store): a captured webhook replayed later, though
   validly signed, gets no line and no "verified" caller. Twilio signs no timestamp into a voice webhook, so
-  remembering the CallSid is what refuses a replay.
+  remembering the CallSid is what refuses a replay;
+* with `TWILIO_SMS_FROM` set, the caller's line gets a text about each booking the call wrote once the call is
+  over, STOP and START replies come to `/telephone/sms`, and the reminder round runs each minute (`texts`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import re
@@ -28,10 +31,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 from fastapi import Request, WebSocket
 from fastapi.responses import Response
 from twilio.request_validator import SIGNATURE_SETTINGS_HEADER, RequestValidator, get_signature_algorithm
+from twilio.twiml.messaging_response import MessagingResponse
 from twilio.twiml.voice_response import Connect, VoiceResponse
 
 from components.call.store_io import in_store_thread
 from components.phone.media import PhoneCall, TwilioSocket
+from components.phone.texts import TextMessages
 from components.restaurant.book import StoreUnavailable
 from components.restaurant.config import RestaurantConfig
 from components.restaurant.lookup import Caller
@@ -125,8 +130,10 @@ class PhoneLine:
         connections: dict[str, list[Any]],
         line: LineSettings,
         first_answer: Callable[[str, dt.datetime], bool],
+        texts: TextMessages | None = None,
     ) -> None:
         self.handler = handler
+        self.texts = texts  # texts to callers, when the owner set up a number for them
         self.first_answer = first_answer  # remembers a CallSid; False if it was answered before (a replay)
         self.config = config
         self.settings = settings
@@ -138,6 +145,7 @@ class PhoneLine:
         self._endings: OrderedDict[str, str] = OrderedDict()  # CallSid -> why its media stream ended
         self._callers: OrderedDict[str, Caller] = OrderedDict()  # slot token -> who the webhook said is calling
         self._lock = threading.Lock()
+        self._sending: set[asyncio.Task] = set()
 
     @property
     def language(self) -> str:
@@ -241,6 +249,35 @@ class PhoneLine:
             while len(self._endings) > 1000:
                 self._endings.popitem(last=False)
 
+    async def text_received(self, request: Request) -> Response:
+        """`POST /telephone/sms` (the number's messaging webhook): STOP and START replies are honoured."""
+        fields = await self._signed_form(request)
+        if fields is None:
+            return Response("Invalid Twilio signature", status_code=403, media_type="text/plain")
+        response = MessagingResponse()
+        number = fields.get("From")
+        if self.texts is not None and number and PHONE.fullmatch(number):
+            try:
+                answer = await in_store_thread(
+                    self.texts.reply, number, fields.get("Body", ""), dt.datetime.now(dt.UTC)
+                )
+            except StoreUnavailable:
+                answer = None
+                log.warning("A text reply could not be recorded: the store is unavailable.")
+            if answer:
+                response.message(answer)
+        return Response(str(response), media_type="application/xml")
+
+    async def remind(self, every_s: float = 60.0) -> None:
+        """The reminder round, each `every_s` seconds for as long as the server runs (every replica runs it; the
+        store lets one of them send each reminder)."""
+        while self.texts is not None:
+            try:
+                await asyncio.to_thread(self.texts.reminders, dt.datetime.now(dt.UTC))
+            except StoreUnavailable:
+                log.warning("The reminder round was skipped: the store is unavailable.")
+            await asyncio.sleep(every_s)
+
     # ---- the media stream --------------------------------------------------------------------------
 
     async def handle(self, websocket: WebSocket) -> None:
@@ -277,6 +314,7 @@ class PhoneLine:
         with self._lock:
             caller = self._callers.pop(token, None) if held else None
         call.stream_handler.call.caller = caller
+        call.started_at = dt.datetime.now(dt.UTC)
         self.calls[stream_sid] = call
         self.feed.open(stream_sid, restricted=True)
         log.info("Phone call started; follow it at /outputs?stream_id=%s", stream_sid)
@@ -292,3 +330,19 @@ class PhoneLine:
             log.info("Phone call %s ended: %s", stream_sid, call.ending)
         if call.ending not in ("invalid", "unauthorized"):  # a stranger's `start` must not speak for a real call
             self.record_ending(call.call_sid, call.ending)
+        self._text_the_caller(call)
+
+    def _text_the_caller(self, call: PhoneCall) -> None:
+        """After the call: a text to the caller's line about each booking it wrote (in the background)."""
+        agent = call.stream_handler.call
+        session, caller = agent.session, agent.caller
+        if self.texts is None or call.started_at is None or session is None or not session.touched:
+            return
+        if caller is None or not caller.phone:
+            return
+        work = asyncio.to_thread(
+            self.texts.after_call, set(session.touched), caller.phone, agent.language, call.started_at
+        )
+        task = asyncio.get_running_loop().create_task(work)
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)

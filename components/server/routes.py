@@ -29,6 +29,7 @@ from components.call.allowance import Allowance
 from components.call.notices import notice
 from components.call.options import CallRequest
 from components.console.access import OwnerAccess
+from components.phone.texts import TextMessages
 from components.phone.twilio import SID, PhoneLine
 from components.restaurant.book import StoreUnavailable
 from components.restaurant.config import RestaurantConfig
@@ -104,17 +105,24 @@ class VoicebotStream(Stream):
             connections=self.connections,
             line=line,
             first_answer=handler.store.tally.first_answer,
+            texts=TextMessages(line.texts, handler.store, config) if line.texts and line.served else None,
         )
         # the offer route's callers spend the owner's key within the demo's allowances, checked before answering
         self.allowance = Allowance(settings.demo, handler.store.usage, config) if settings.api_key else None
 
     def mount(self, app: FastAPI, path: str = "", tags: list[Any] | None = None) -> None:
         super().mount(app, path, tags)
-        app.router.lifespan_context = warming_up(app.router.lifespan_context)
+        app.router.lifespan_context = warming_up(app.router.lifespan_context, self._background())
         router = APIRouter(prefix=path)
         router.post("/telephone/ended", tags=tags)(self.phone_ended)
+        router.post("/telephone/sms", tags=tags)(self.text_received)
         router.get("/outputs", tags=tags)(self.outputs)
         app.include_router(router)
+
+    def _background(self) -> list[Callable[[], Any]]:
+        """What runs beside the server for as long as it does: the reminder round, when texts are set up."""
+        texts = self.phone.texts
+        return [self.phone.remind] if texts is not None and texts.settings.reminder_hour is not None else []
 
     def _check_colab_or_spaces(self) -> None:
         """fastrtc refuses to start on a Space without TURN; the phone needs none, and the UI warns itself."""
@@ -138,6 +146,11 @@ class VoicebotStream(Stream):
         if not self.line.served:
             return JSONResponse({"error": "no phone line here"}, status_code=404)
         return await self.phone.ended(request)
+
+    async def text_received(self, request: Request):
+        if not self.line.served or self.phone.texts is None:
+            return JSONResponse({"error": "no text messages here"}, status_code=404)
+        return await self.phone.text_received(request)
 
     async def websocket_offer(self, websocket: WebSocket) -> None:
         """fastrtc's raw-PCM WebSocket route is not offered: it bypasses the call limit and has no UI inputs."""

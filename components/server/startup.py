@@ -1,12 +1,12 @@
 """What the server does once, at start, so that no call pays for it: the resampler warmed up, and the start-up heap
-kept out of the garbage collector's way."""
+kept out of the garbage collector's way; and what runs beside it until it stops (the texts' reminder round)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import gc
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 
@@ -26,12 +26,19 @@ def freeze_startup_heap() -> None:
     gc.freeze()
 
 
-def warming_up(lifespan: Callable[[Any], Any]) -> Callable[[Any], Any]:
+def warming_up(
+    lifespan: Callable[[Any], Any], background: Sequence[Callable[[], Awaitable[None]]] = ()
+) -> Callable[[Any], Any]:
     @contextlib.asynccontextmanager
     async def warm_lifespan(app: Any) -> AsyncIterator[Any]:
         async with lifespan(app) as state:
             await asyncio.to_thread(warm_up_resampler)
             freeze_startup_heap()
-            yield state
+            tasks = [asyncio.create_task(job()) for job in background]
+            try:
+                yield state
+            finally:
+                for task in tasks:
+                    task.cancel()
 
     return warm_lifespan

@@ -38,6 +38,7 @@ from components.store.database import MIGRATION_LOCK, SQLITE_BUSY_S, Database
 from components.store.schema import migrate, reservations, utc_stamp
 from components.store.slots import ONE_DAY, around, seated
 from components.store.tally import Tally
+from components.store.texts import TextLog
 from components.store.usage import UsageLedger
 from components.store.waitlist import WaitList
 
@@ -79,6 +80,7 @@ class ReservationStore:
         self.usage = UsageLedger(self.db, self._ensure_schema)
         self.tally = Tally(self.db, self._ensure_schema)
         self.waitlist = WaitList(self.db, self._ensure_schema)
+        self.texts = TextLog(self.db, self._ensure_schema)
         self._booking_ids = booking_ids
         self._schema_ready = False
         self._schema_lock = threading.Lock()

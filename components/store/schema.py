@@ -151,6 +151,24 @@ waitlist = Table(
     Index("waitlist_by_slot", "date", "status"),
 )
 
+texts_sent = Table(
+    "texts_sent",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("booking_id", String(16), nullable=False),
+    Column("kind", String(64), nullable=False),  # booked, changed@<when>, cancelled, reminder@<date>
+    Column("at", String(32), nullable=False),
+    Column("status", String(16), nullable=False, server_default="claimed"),  # claimed / sent / failed / opted_out
+    Index("texts_once", "booking_id", "kind", unique=True),  # one sender per message, whatever the replicas
+)
+
+texts_opted_out = Table(
+    "texts_opted_out",
+    metadata,
+    Column("number", String(32), primary_key=True),  # `fields.phone_key` of a number that replied STOP
+    Column("at", String(32), nullable=False),
+)
+
 schema_version = Table(
     "schema_version",
     metadata,
@@ -214,6 +232,12 @@ def _add_v7(connection: Connection) -> None:
     _add_columns(connection, _v7_columns())
 
 
+def _add_v8(connection: Connection) -> None:
+    """Text messages: each one sent once (across replicas), and the numbers that asked for none."""
+    texts_sent.create(connection, checkfirst=True)
+    texts_opted_out.create(connection, checkfirst=True)
+
+
 MIGRATIONS: tuple[tuple[int, Callable[[Connection], None]], ...] = (
     (1, _create_v1),
     (2, _add_v2),
@@ -222,6 +246,7 @@ MIGRATIONS: tuple[tuple[int, Callable[[Connection], None]], ...] = (
     (5, _add_v5),
     (6, _add_v6),
     (7, _add_v7),
+    (8, _add_v8),
 )
 LATEST = MIGRATIONS[-1][0]
 
