@@ -181,3 +181,21 @@ def test_the_reminder_goes_once_from_two_replicas_on_one_postgresql(twilio) -> N
     assert replicas[1].texts.sent(booking_id) == [(f"reminder@{tomorrow.isoformat()}", "sent")]
     for store in replicas:
         store.db.engine.dispose()
+
+
+def test_a_waitlisted_guest_is_texted_once_when_a_cancellation_frees_their_table(tmp_path, twilio) -> None:
+    store = ReservationStore(tmp_path / "reservations.db")
+    day = dt.date.fromisoformat(bookable_day(CONFIG))
+    now = dt.datetime.now(dt.UTC)
+    ids = [store.book(Reservation(f"Guest {n}", day, dt.time(19), 2), CONFIG, now) for n in range(CONFIG.tables)]
+    store.waitlist.join(Reservation("Ito", day, dt.time(19), 2), now, phone=CALLER, language="en", source="phone")
+    texts = texts_for(store)
+    assert texts.rounds(now) == 0  # waiting: nothing to say yet
+
+    store.cancel(ids[0], now, actor="owner:password")
+    assert store.waitlist.notify_freed(day, CONFIG, now, freed_by=ids[0]) is not None
+    assert texts.rounds(now) == 1 and texts.rounds(now) == 0
+
+    (text,) = twilio.texts
+    assert text.to == CALLER and "a table is free on" in text.body and "for 2, the time you waited for" in text.body
+    assert "it is not booked yet" in text.body and "Ito" not in text.body

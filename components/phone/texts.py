@@ -6,6 +6,8 @@
 * With `SMS_REMINDER_HOUR` set, every replica runs the reminder round each minute; from that hour on the day
   before, each phone booking for tomorrow gets one reminder. The store's `TextLog.claim` decides which replica
   sends it, so it goes exactly once.
+* The same round texts each waitlisted guest whose slot a cancellation or change freed (the console marks them
+  *notified*): a table is free, call to book it. It is not a booking, and the text says so.
 * A number that replied STOP (Twilio's inbound webhook `/telephone/sms`, or Twilio's own error 21610 for an
   unsubscribed number) gets no more texts until it replies START.
 
@@ -41,6 +43,8 @@ TEXTS = {
         "reminder": "【{name}】明日のご来店をお待ちしております。",
         "details": "予約番号 {booking_id}：{month}月{day}日({weekday}) {time}、{party}名様。",
         "how": "変更・取消はお電話で予約番号をお伝えください。配信停止はSTOPと返信。",
+        "table_free": "【{name}】キャンセル待ちの{month}月{day}日({weekday}) {time}、{party}名様のお席が空きました。"
+        "ご予約はお早めにお電話ください（まだご予約ではありません）。",
         "stopped": "【{name}】今後SMSはお送りしません。再開はSTARTと返信してください。",
         "started": "【{name}】SMSの配信を再開しました。",
     },
@@ -51,6 +55,8 @@ TEXTS = {
         "reminder": "{name}: we look forward to seeing you tomorrow.",
         "details": "Booking {booking_id}: {weekday} {day} {month_name} {time}, party of {party}.",
         "how": "To change or cancel, call us with the booking number. Reply STOP to opt out.",
+        "table_free": "{name}: a table is free on {weekday} {day} {month_name} at {time} for {party}, the time you "
+        "waited for. Call us soon to book it (it is not booked yet).",
         "stopped": "{name}: you will get no more texts from us. Reply START to get them again.",
         "started": "{name}: texts are on again.",
     },
@@ -61,19 +67,23 @@ def text(kind: str, row: dict[str, Any], language: str, config: RestaurantConfig
     """The message about a booking `row` (booked, changed, cancelled, reminder) in `language`."""
     language = "en" if language == "en" else "ja"
     words = TEXTS[language]
-    day = dt.date.fromisoformat(row["date"])
-    details = words["details"].format(
-        booking_id=row["booking_id"],
-        month=day.month,
-        month_name=day.strftime("%b"),
-        day=day.day,
-        weekday=_WEEKDAYS[language][day.weekday()],
-        time=row["time"],
-        party=row["party_size"],
-    )
+    details = words["details"].format(booking_id=row["booking_id"], **_slot(row, language))
     how = "" if kind == CANCELLED else words["how"]
     parts = (words[kind].format(name=config.name(language)), details, how)
     return ("" if language == "ja" else " ").join(part for part in parts if part)
+
+
+def table_free(entry: dict[str, Any], config: RestaurantConfig) -> str:
+    """The message to a waitlisted guest whose slot came free, in the language they waited in."""
+    language = "en" if entry["language"] == "en" else "ja"
+    return TEXTS[language]["table_free"].format(name=config.name(language), **_slot(entry, language))
+
+
+def _slot(row: dict[str, Any], language: str) -> dict[str, Any]:
+    day = dt.date.fromisoformat(row["date"])
+    weekday = _WEEKDAYS[language][day.weekday()]
+    return {"month": day.month, "month_name": day.strftime("%b"), "day": day.day, "weekday": weekday,
+            "time": row["time"], "party": row["party_size"]}  # fmt: skip
 
 
 class TextRecords(Protocol):
@@ -90,6 +100,8 @@ class Bookings(Protocol):
     """What the texts read of the booking store."""
 
     texts: TextRecords
+
+    waitlist: Any  # `store.waitlist.WaitList`: its `listed`
 
     def get(self, booking_id: str) -> dict[str, Any] | None: ...
     def bookings_from(self, day: dt.date, *, until: dt.date, status: str) -> list[dict[str, Any]]: ...
@@ -134,6 +146,18 @@ class TextMessages:
                 body = text("reminder", row, row["language"], self.config)
                 sent += self._send(row["booking_id"], f"reminder@{row['date']}", row["phone"], body)
         return sent
+
+    def tables_freed(self, now: dt.datetime) -> int:
+        """Text each waitlisted guest who was told a table came free (once each); how many texts went."""
+        sent = 0
+        for entry in self.store.waitlist.listed(now.astimezone(self.config.tz).date()):
+            if entry["status"] == "notified" and entry["phone"]:
+                sent += self._send(f"WL-{entry['id']}", "table_free", entry["phone"], table_free(entry, self.config))
+        return sent
+
+    def rounds(self, now: dt.datetime) -> int:
+        """What the background round sends: reminders, and the waitlist's good news."""
+        return self.reminders(now) + self.tables_freed(now)
 
     def reply(self, number: str, body: str, now: dt.datetime) -> str | None:
         """An inbound text from `number`: STOP and START are honoured; the answer to send back, if any."""

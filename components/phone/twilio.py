@@ -14,7 +14,8 @@ This module holds the line's side of it:
   validly signed, gets no line and no "verified" caller. Twilio signs no timestamp into a voice webhook, so
   remembering the CallSid is what refuses a replay;
 * with `TWILIO_SMS_FROM` set, the caller's line gets a text about each booking the call wrote once the call is
-  over, STOP and START replies come to `/telephone/sms`, and the reminder round runs each minute (`texts`).
+  over, STOP and START replies come to `/telephone/sms`, and the texts' round (reminders, a freed table for a
+  waitlisted guest) runs each minute (`texts`).
 """
 
 from __future__ import annotations
@@ -268,14 +269,14 @@ class PhoneLine:
                 response.message(answer)
         return Response(str(response), media_type="application/xml")
 
-    async def remind(self, every_s: float = 60.0) -> None:
-        """The reminder round, each `every_s` seconds for as long as the server runs (every replica runs it; the
-        store lets one of them send each reminder)."""
+    async def send_rounds(self, every_s: float = 60.0) -> None:
+        """The texts' round (reminders, the waitlist's freed tables), each `every_s` seconds for as long as the
+        server runs: every replica runs it, and the store lets one of them send each text."""
         while self.texts is not None:
             try:
-                await asyncio.to_thread(self.texts.reminders, dt.datetime.now(dt.UTC))
+                await asyncio.to_thread(self.texts.rounds, dt.datetime.now(dt.UTC))
             except StoreUnavailable:
-                log.warning("The reminder round was skipped: the store is unavailable.")
+                log.warning("The texts' round was skipped: the store is unavailable.")
             await asyncio.sleep(every_s)
 
     # ---- the media stream --------------------------------------------------------------------------

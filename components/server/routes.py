@@ -120,9 +120,8 @@ class VoicebotStream(Stream):
         app.include_router(router)
 
     def _background(self) -> list[Callable[[], Any]]:
-        """What runs beside the server for as long as it does: the reminder round, when texts are set up."""
-        texts = self.phone.texts
-        return [self.phone.remind] if texts is not None and texts.settings.reminder_hour is not None else []
+        """What runs beside the server for as long as it does: the texts' round, when texts are set up."""
+        return [self.phone.send_rounds] if self.phone.texts is not None else []
 
     def _check_colab_or_spaces(self) -> None:
         """fastrtc refuses to start on a Space without TURN; the phone needs none, and the UI warns itself."""
