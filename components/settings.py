@@ -10,6 +10,7 @@ This module imports nothing else of ours: every layer may use it.
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import json
 from collections.abc import Mapping
@@ -150,6 +151,18 @@ class TextSettings:
 
 
 @dataclass(frozen=True)
+class StaffSettings:
+    """Handing a phone caller over to a person: the number to ring (`STAFF_PHONE`), the restaurant-local window in
+    which someone is there to answer (`STAFF_HOURS`, default: the day's opening hours), and the Twilio account
+    whose live call is redirected."""
+
+    phone: str
+    hours: tuple[dt.time, dt.time] | None
+    account_sid: str
+    auth_token: str = field(repr=False)
+
+
+@dataclass(frozen=True)
 class LineSettings:
     """What the server and the phone line know of the deployment: the token that signs Twilio's webhooks
     (`TWILIO_AUTH_TOKEN`, unless `TWILIO_VALIDATE_SIGNATURE` is off), the public address (`PUBLIC_URL`), the voice
@@ -161,6 +174,7 @@ class LineSettings:
     on_space: bool = False
     unsigned_allowed: bool = False  # `TWILIO_VALIDATE_SIGNATURE=false`: a local test, or FastPhone's own account
     texts: TextSettings | None = None  # text messages to phone callers, when `TWILIO_SMS_FROM` is set
+    staff: StaffSettings | None = None  # hand-over to a person, when `STAFF_PHONE` is set
 
     @property
     def served(self) -> bool:
@@ -335,6 +349,24 @@ class Settings(BaseSettings):
         None, pattern=r"^(\+[1-9][0-9]{6,14}|MG[0-9a-fA-F]{32})$", validation_alias="TWILIO_SMS_FROM"
     )
     sms_reminder_hour: int | None = Field(None, ge=0, le=23, validation_alias="SMS_REMINDER_HOUR")
+    staff_phone: str | None = Field(None, pattern=r"^\+[1-9][0-9]{6,14}$", validation_alias="STAFF_PHONE")
+    staff_hours: str | None = Field(None, pattern=r"^\d{1,2}:\d{2}-\d{1,2}:\d{2}$", validation_alias="STAFF_HOURS")
+
+    @field_validator("staff_phone")
+    @classmethod
+    def _hand_over_needs_the_account(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value and not (info.data.get("twilio_account_sid") and info.data.get("twilio_auth_token")):
+            raise ValueError("needs TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN as well (the live call is redirected)")
+        return value
+
+    @field_validator("staff_hours")
+    @classmethod
+    def _a_window(cls, value: str | None) -> str | None:
+        if value is not None:
+            start, end = _window(value)
+            if end <= start:
+                raise ValueError("must end after it starts, like 11:00-21:00")
+        return value
 
     @field_validator("twilio_sms_from")
     @classmethod
@@ -454,8 +486,15 @@ class Settings(BaseSettings):
         if self.twilio_sms_from and self.twilio_account_sid:
             account_token = (self.secret("twilio_auth_token") or "").strip()
             texts = TextSettings(self.twilio_account_sid, account_token, self.twilio_sms_from, self.sms_reminder_hour)
+        staff = None
+        if self.staff_phone and self.twilio_account_sid:
+            hours = None
+            if self.staff_hours:
+                hours = _window(self.staff_hours)
+            account_token = (self.secret("twilio_auth_token") or "").strip()
+            staff = StaffSettings(self.staff_phone, hours, self.twilio_account_sid, account_token)
         signing = (token or "").strip() or None
-        return LineSettings(signing, public_url, self.twilio_say_voice, self.on_space, unsigned, texts)
+        return LineSettings(signing, public_url, self.twilio_say_voice, self.on_space, unsigned, texts, staff)
 
     def secret(self, name: str) -> str | None:
         """A secret's value where it is needed (a client, a comparison), never for printing."""
@@ -484,7 +523,15 @@ _FORMS = {  # what a variable with a pattern must look like, in the owner's word
     "PUBLIC_URL": "must be an address like https://owner-space.hf.space",
     "TWILIO_SAY_VOICE": "must be a Twilio voice name like Polly.Mizuki",
     "TWILIO_SMS_FROM": "must be your Twilio number like +815012345678, or a messaging service id MG…",
+    "STAFF_PHONE": "must be a number in international form like +815012345678",
+    "STAFF_HOURS": "must be a window like 11:00-21:00",
 }
+
+
+def _window(text: str) -> tuple[dt.time, dt.time]:
+    """`"11:00-21:00"` as two times; an end of `24:00` is the end of the day."""
+    start, end = text.split("-")
+    return dt.time.fromisoformat(start.zfill(5)), dt.time.max if end == "24:00" else dt.time.fromisoformat(end.zfill(5))
 
 
 def _explain(error: Mapping[str, Any]) -> str:

@@ -4,6 +4,7 @@ back to the settings."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -58,6 +59,8 @@ BAD_VALUES = [
     ("CALLBACKS_PER_CALLER_PER_DAY", "1.5", "whole number"),
     ("TWILIO_SMS_FROM", "050-1234-5678", "your Twilio number like +815012345678"),
     ("SMS_REMINDER_HOUR", "25", "at most 23"),
+    ("STAFF_PHONE", "03-1234-5678", "international form like +815012345678"),
+    ("STAFF_HOURS", "evenings", "a window like 11:00-21:00"),
 ]
 SECRETS = ("OPENAI_API_KEY", "TWILIO_AUTH_TOKEN", "HF_TOKEN", "DATABASE_URL", "DEMO_ACCESS_CODE", "OWNER_PASSWORD")
 
@@ -102,6 +105,22 @@ def test_texts_need_the_twilio_account_they_are_sent_on(monkeypatch: pytest.Monk
     texts = Settings.load().line.texts
     assert texts is not None and (texts.sender, texts.reminder_hour) == ("+815012345678", 18)
     assert "auth-token" not in repr(texts)
+
+
+def test_the_hand_over_to_staff_needs_the_account_and_a_window_that_ends_after_it_starts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("STAFF_PHONE", "+81312345678")
+    with pytest.raises(SettingsError, match="STAFF_PHONE needs TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN"):
+        Settings.load()
+    monkeypatch.setenv("TWILIO_ACCOUNT_SID", "AC" + "0" * 32)
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", "auth-token")
+    monkeypatch.setenv("STAFF_HOURS", "21:00-11:00")
+    with pytest.raises(SettingsError, match="STAFF_HOURS must end after it starts"):
+        Settings.load()
+    monkeypatch.setenv("STAFF_HOURS", "11:30-24:00")
+    staff = Settings.load().line.staff
+    assert staff is not None and staff.hours == (dt.time(11, 30), dt.time.max) and staff.phone == "+81312345678"
 
 
 def test_a_bad_value_stops_the_app_at_start_with_its_name() -> None:

@@ -20,6 +20,7 @@ stays in the engine. Time is read only through `clock` (virtual in tests).
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -35,9 +36,17 @@ from components.call.store_io import StoreRunner, in_store_thread
 from components.restaurant.book import StoreUnavailable
 from components.restaurant.config import RestaurantConfig
 from components.restaurant.lookup import Caller
-from components.restaurant.prompt import goodbye_instruction, wrap_up_instruction
+from components.restaurant.problems import Code, Problem
+from components.restaurant.prompt import (
+    goodbye_instruction,
+    missed_transfer_note,
+    render_instructions,
+    transfer_failed_instruction,
+    transfer_note,
+    wrap_up_instruction,
+)
 from components.restaurant.session import ReservationSession
-from components.restaurant.tools import run_tool
+from components.restaurant.tools import TRANSFER, run_tool
 from components.settings import AgentSettings
 from components.store.reservations import ReservationStore
 
@@ -91,6 +100,21 @@ class Voice(Protocol):
         ...
 
 
+class Handover(Protocol):
+    """What a phone call needs from the line to put the caller through to the staff."""
+
+    def available(self, now: dt.datetime) -> bool:
+        """Someone is there to answer now (staff hours)."""
+        ...
+
+    async def put_through(self, language: str) -> bool:
+        """Redirect the live call to the staff's number; False if it could not be done."""
+        ...
+
+
+SPOKEN_WAIT_S = 10.0  # how long a hand-over waits for the agent's one sentence before putting the caller through
+
+
 class Handler(Protocol):
     """The part of a fastrtc stream handler a call reads its request from."""
 
@@ -134,6 +158,10 @@ class Call:
         self.options: CallOptions | None = None
         self.session: ReservationSession | None = None
         self.caller: Caller | None = None  # who is on the line, set by the phone line before the call starts
+        self.handover: Handover | None = None  # the phone line's hand-over to staff, where it has one
+        self.opening: str | None = None  # "missed_transfer": the caller is back from a hand-over nobody answered
+        self.transfer_offered = False  # decided as the call starts: the model is given the tool only then
+        self._transferring: asyncio.Task | None = None
         self.close_message: str | None = None  # set once the call is over
         self.closed = False  # `Hangup` has been handed to the transport
         self._ending = False
@@ -178,6 +206,7 @@ class Call:
             caps=self.settings.caps,
         )
         self.state.reservation = await self.store_io(self.session.snapshot)
+        self.transfer_offered = self.handover is not None and self.handover.available(dt.datetime.now(dt.UTC))
         self.state.deadline = self.clock.wall() + self.limit_s
         self.changed()
         self._timer = asyncio.create_task(self._watch_clock())
@@ -209,12 +238,25 @@ class Call:
             return Hangup(self.close_message or "")
         return None
 
-    # ---- tools ---------------------------------------------------------------------------------------
+    # ---- instructions and tools ----------------------------------------------------------------------
+
+    def instructions(self) -> str:
+        """The model's instructions for this call: the restaurant's, and what the phone line adds."""
+        assert self.options is not None
+        language = self.options.language
+        parts = [render_instructions(self.config, language)]
+        if self.transfer_offered:
+            parts.append(transfer_note(language))
+        if self.opening == "missed_transfer":
+            parts.append(missed_transfer_note(language))
+        return "\n\n".join(parts)
 
     async def run_tool(self, name: str, arguments: Any) -> dict[str, Any]:
         """Run one of the model's tool calls against the draft and refresh the card; never raises."""
         session = self.session
         assert session is not None
+        if name == TRANSFER:
+            return await self._transfer(session)
 
         def work() -> tuple[dict[str, Any], dict[str, Any]]:
             return run_tool(session, name, arguments), session.snapshot()
@@ -226,6 +268,30 @@ class Call:
         if session.touched != written:
             await self.keep_transcript()
         return result
+
+    async def _transfer(self, session: ReservationSession) -> dict[str, Any]:
+        """The model asked to put the caller through: only if this call was offered it and staff are there now;
+        the agent says its sentence, then the line redirects the call."""
+        now = dt.datetime.now(dt.UTC)
+        if not self.transfer_offered or self.handover is None or not self.handover.available(now):
+            return await self.store_io(session.report, Problem(Code.TRANSFER_UNAVAILABLE))
+        if self._transferring is None:
+            self._transferring = asyncio.create_task(self._put_through(self.handover))
+        return {**(await self.store_io(session.snapshot)), "transfer": "putting_through"}
+
+    async def _put_through(self, handover: Handover) -> None:
+        clock, deadline = self.clock, self.clock.now() + SPOKEN_WAIT_S
+        while not self.voice.busy() and clock.now() < deadline:  # the agent starts its sentence...
+            await clock.sleep(0.05)
+        while self.voice.busy() and clock.now() < deadline:  # ...and finishes it
+            await clock.sleep(0.05)
+        self.system(notice("transferring"))
+        if await handover.put_through(self.language):
+            await self.end(CloseReason.TRANSFERRED)
+            return
+        self._transferring = None
+        self.system(notice("transfer_failed"))
+        await self.voice.say_now(transfer_failed_instruction(self.language))
 
     async def keep_transcript(self) -> None:
         """Keep the call's view (transcript, card, figures) with every booking it wrote, for the restaurant."""

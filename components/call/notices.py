@@ -97,6 +97,8 @@ NOTICES: dict[str, tuple[str, str]] = {
         "本日のデモの通話時間・予算に達したため、通話を終了しました。",
         "Today's demo minutes or budget ran out, so the call has ended.",
     ),
+    "transferring": ("スタッフにおつなぎしています。", "Putting the caller through to the staff."),
+    "transfer_failed": ("スタッフにおつなぎできませんでした。", "The call could not be put through to the staff."),
     "interrupted": ("（中断）", "(interrupted)"),
     "inaudible": ("（聞き取れませんでした）", "(inaudible)"),
     "transcribing": ("…", "…"),

@@ -52,11 +52,12 @@ class CloseReason(StrEnum):
     KEY_REFUSED = "key_refused"  # the service refused the key
     SERVICE = "service"  # the service failed, could not be reached, or the connection was lost for good
     ERROR = "error"  # an unexpected failure in our own code
+    TRANSFERRED = "transferred"  # the phone caller was put through to the staff
 
     @property
     def is_error(self) -> bool:
         """Shown as an error (a red toast; the phone line apologises), not as a plain notice."""
-        return self not in (CloseReason.HUNG_UP, CloseReason.TIME_UP, CloseReason.BUDGET)
+        return self not in (CloseReason.HUNG_UP, CloseReason.TIME_UP, CloseReason.BUDGET, CloseReason.TRANSFERRED)
 
 
 class LineView(BaseModel):

@@ -38,6 +38,7 @@ from twilio.twiml.voice_response import Connect, VoiceResponse
 from components.call.store_io import in_store_thread
 from components.phone.media import PhoneCall, TwilioSocket
 from components.phone.texts import TextMessages
+from components.phone.transfer import MISSED, StaffHandover
 from components.restaurant.book import StoreUnavailable
 from components.restaurant.config import RestaurantConfig
 from components.restaurant.lookup import Caller
@@ -144,7 +145,8 @@ class PhoneLine:
         self.line = line
         self.calls: dict[str, PhoneCall] = {}
         self._endings: OrderedDict[str, str] = OrderedDict()  # CallSid -> why its media stream ended
-        self._callers: OrderedDict[str, Caller] = OrderedDict()  # slot token -> who the webhook said is calling
+        # slot token -> who the webhook said is calling, and the address (with route prefix) Twilio reached us on
+        self._callers: OrderedDict[str, tuple[Caller | None, str]] = OrderedDict()
         self._lock = threading.Lock()
         self._sending: set[asyncio.Task] = set()
 
@@ -208,14 +210,49 @@ class PhoneLine:
             return self.refusal("busy")
         base = public_base(request, self.line.public_url)
         prefix = route_prefix(request, "/telephone/incoming")
-        ws_base = base.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
         response = VoiceResponse()
         say(response, "connecting", self.language, self.line.say_voice, name=self.config.name(self.language))
+        self._connect(response, token, base, prefix)
+        self._remember_caller(token, fields.get("From"), f"{base}{prefix}")
+        return twiml(response)
+
+    def _connect(self, response: VoiceResponse, token: str, base: str, prefix: str, after: str | None = None) -> None:
+        """Connect the call's audio to the agent: a stream with the slot's one-time token (and why it comes)."""
+        ws_base = base.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
         connect = Connect(action=f"{base}{prefix}/telephone/ended", method="POST")
         stream = connect.stream(url=f"{ws_base}{prefix}/telephone/handler")
         stream.parameter(name="token", value=token)
+        if after:
+            stream.parameter(name="after", value=after)
         response.append(connect)
-        self._remember_caller(token, fields.get("From"))
+
+    async def transferred(self, request: Request) -> Response:
+        """`POST /telephone/transferred` (the `<Dial action>`): how putting the caller through went. Answered, the
+        call ends there; otherwise the console is told and the caller comes back to the agent."""
+        fields = await self._signed_form(request)
+        if fields is None:
+            return Response("Invalid Twilio signature", status_code=403, media_type="text/plain")
+        response = VoiceResponse()
+        status = fields.get("DialCallStatus", "")
+        if status == "completed":
+            response.hangup()
+            return twiml(response)
+        call_sid = fields.get("CallSid") if valid_sid(fields.get("CallSid")) else None
+        try:
+            detail = {"status": status or "unknown", "call": call_sid}
+            await in_store_thread(
+                self.handler.store.audit.add, dt.datetime.now(dt.UTC), "phone", "transfer_missed", detail
+            )
+        except StoreUnavailable:
+            log.warning("A missed transfer could not be recorded: the store is unavailable.")
+        token = self.limiter.reserve(call_sid) if call_sid else None
+        if token is None:
+            return self.refusal("busy")
+        locale, words = MISSED[self.language]
+        response.say(words, language=locale, **({"voice": self.line.say_voice} if self.line.say_voice else {}))
+        base, prefix = public_base(request, self.line.public_url), route_prefix(request, "/telephone/transferred")
+        self._connect(response, token, base, prefix, after="missed_transfer")
+        self._remember_caller(token, fields.get("From"), f"{base}{prefix}")
         return twiml(response)
 
     async def ended(self, request: Request) -> Response:
@@ -232,13 +269,12 @@ class PhoneLine:
         response.hangup()
         return twiml(response)
 
-    def _remember_caller(self, token: str, number: str | None) -> None:
-        """Keep the caller's number (Twilio's `From`) for the stream that will redeem `token`; it vouches for the
-        caller only when the webhook's signature was checked."""
-        if not number or not PHONE.fullmatch(number):
-            return
+    def _remember_caller(self, token: str, number: str | None, route_base: str) -> None:
+        """Keep the caller's number (Twilio's `From`) for the stream that will redeem `token` (it vouches for the
+        caller only when the webhook's signature was checked), and where Twilio reached us."""
+        caller = Caller(number, verified=self.auth_token is not None) if number and PHONE.fullmatch(number) else None
         with self._lock:
-            self._callers[token] = Caller(number, verified=self.auth_token is not None)
+            self._callers[token] = (caller, route_base)
             while len(self._callers) > 1000:
                 self._callers.popitem(last=False)
 
@@ -313,8 +349,13 @@ class PhoneLine:
             return "unauthorized"
         self.limiter.add_phone(stream_sid)
         with self._lock:
-            caller = self._callers.pop(token, None) if held else None
-        call.stream_handler.call.caller = caller
+            caller, route_base = self._callers.pop(token, (None, "")) if held else (None, "")
+        agent = call.stream_handler.call
+        agent.caller = caller
+        if self.line.staff is not None and call.call_sid and route_base:
+            action = f"{route_base}/telephone/transferred"
+            agent.handover = StaffHandover(self.line.staff, self.config, call.call_sid, action, self.line.say_voice)
+        agent.opening = "missed_transfer" if params.get("after") == "missed_transfer" else None
         call.started_at = dt.datetime.now(dt.UTC)
         self.calls[stream_sid] = call
         self.feed.open(stream_sid, restricted=True)

@@ -48,6 +48,7 @@ class Code(StrEnum):
     UNKNOWN_AREA = "unknown_area"
     AREA_FULL = "area_full"
     TABLE_TAKEN = "table_taken"
+    TRANSFER_UNAVAILABLE = "transfer_unavailable"
 
 
 # Codes meaning "you cannot start at that date/time": these come with nearby bookable alternatives.
@@ -104,6 +105,10 @@ _MESSAGES: dict[Code, Localized] = {
     Code.UNKNOWN_AREA: Localized(
         "「{value}」というお席はございません。お選びいただけるのは{areas}です。",
         "We have no seating called '{value}'; guests can sit at: {areas}.",
+    ),
+    Code.TRANSFER_UNAVAILABLE: Localized(
+        "ただいまスタッフにおつなぎできません。折り返しのご連絡をお申し付けいただけます。",
+        "Nobody from the staff can take the call right now; offer a callback request instead.",
     ),
     Code.TABLE_TAKEN: Localized(
         "{tables}は、そのご予約の時間には使えません（別のご予約があるか、そのようなお席がありません）。",

@@ -341,6 +341,42 @@ _GREETING = {
 }
 
 
+_TRANSFER = {
+    "ja": "お客様がスタッフとの会話を希望されたら、「スタッフにおつなぎします」と短くお伝えしてから transfer_to_staff "
+    "を呼んでください。",
+    "en": "If the caller asks for a person, say in one short sentence that you are putting them through, then call "
+    "transfer_to_staff.",
+}
+_MISSED_TRANSFER = {
+    "ja": "このお客様はスタッフにおつなぎしましたが、誰も出られませんでした。まずお詫びし、折り返しのご連絡のため "
+    "request_callback でお名前・お電話番号・ご用件をお預かりすると申し出てください。",
+    "en": "This caller was just put through to the staff, and nobody answered. Apologise first, then offer to take a "
+    "callback request with request_callback (their name, number and what they need).",
+}
+
+
+_TRANSFER_FAILED = {
+    "ja": "スタッフへのおつなぎができませんでした。短くお詫びし、折り返しのご連絡をお申し付けいただけると"
+    "伝えてください。",
+    "en": "The call could not be put through to the staff. Apologise briefly and offer to take a callback request.",
+}
+
+
+def transfer_failed_instruction(language: str) -> str:
+    """Said to the model when putting the caller through did not work."""
+    return _TRANSFER_FAILED[language_code(language)]
+
+
+def transfer_note(language: str) -> str:
+    """Added to the instructions of a phone call that may be handed over to staff."""
+    return _TRANSFER[language_code(language)]
+
+
+def missed_transfer_note(language: str) -> str:
+    """Added to the instructions when a caller comes back from a hand-over nobody answered."""
+    return _MISSED_TRANSFER[language_code(language)]
+
+
 def greeting_instruction(language: str) -> str:
     """Said to a model that does not speak first by itself (GPT-Live) once its session has started."""
     return _GREETING[language_code(language)]

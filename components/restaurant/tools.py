@@ -158,6 +158,15 @@ _SPECS: dict[str, tuple[str, dict]] = {
 }
 
 TOOL_NAMES: tuple[str, ...] = tuple(_SPECS)
+TRANSFER = "transfer_to_staff"  # the phone line's own tool (`call.Call` runs it): offered only where it can work
+_TRANSFER_SPEC = (
+    (
+        "Hand the phone call over to a member of staff, when the caller asks for a person or needs what you cannot "
+        "do. Say one short sentence first (that you are putting them through). If nobody answers, the call comes "
+        "back to you: then offer to take a callback request."
+    ),
+    {"type": "object", "properties": {}, "additionalProperties": False},
+)
 
 _HANDLERS: dict[str, Callable[[ReservationSession, dict], dict]] = {
     "update_reservation": lambda session, arguments: session.update(arguments),
@@ -173,20 +182,25 @@ _HANDLERS: dict[str, Callable[[ReservationSession, dict], dict]] = {
 }
 
 
-def realtime_tools() -> list[dict]:
-    """Tool definitions in the OpenAI Realtime API's ``session.tools`` format."""
+def realtime_tools(transfer: bool = False) -> list[dict]:
+    """Tool definitions in the OpenAI Realtime API's ``session.tools`` format (with the hand-over to staff when
+    ``transfer``)."""
     return [
         {"type": "function", "name": name, "description": description, "parameters": parameters}
-        for name, (description, parameters) in _SPECS.items()
+        for name, (description, parameters) in _specs(transfer).items()
     ]
 
 
-def chat_tools() -> list[dict]:
+def chat_tools(transfer: bool = False) -> list[dict]:
     """The same tools in the Chat Completions ``tools`` format."""
     return [
         {"type": "function", "function": {"name": name, "description": description, "parameters": parameters}}
-        for name, (description, parameters) in _SPECS.items()
+        for name, (description, parameters) in _specs(transfer).items()
     ]
+
+
+def _specs(transfer: bool) -> dict[str, tuple[str, dict]]:
+    return {**_SPECS, TRANSFER: _TRANSFER_SPEC} if transfer else _SPECS
 
 
 class _BadArguments(ValueError):

@@ -3,6 +3,8 @@
     POST /telephone/incoming    Twilio's voice webhook: TwiML that greets and connects a Media Stream
     WS   /telephone/handler     the Media Stream (8 kHz mu-law both ways), see `components.phone.media`
     POST /telephone/ended       where Twilio goes when the stream ends (`<Connect action>`)
+    POST /telephone/transferred how putting a caller through to the staff went (`<Dial action>`)
+    POST /telephone/sms         texts from callers: STOP and START
     POST /webrtc/offer          fastrtc's WebRTC offer, for a custom page (language/voice optional)
     WS   /websocket/offer       fastrtc's raw WebSocket audio route: closed (`not_supported`), see `websocket_offer`
     GET  /outputs?webrtc_id=…   server-sent events: the call's transcript and card (`CallView`) as JSON;
@@ -116,6 +118,7 @@ class VoicebotStream(Stream):
         router = APIRouter(prefix=path)
         router.post("/telephone/ended", tags=tags)(self.phone_ended)
         router.post("/telephone/sms", tags=tags)(self.text_received)
+        router.post("/telephone/transferred", tags=tags)(self.phone_transferred)
         router.get("/outputs", tags=tags)(self.outputs)
         app.include_router(router)
 
@@ -145,6 +148,11 @@ class VoicebotStream(Stream):
         if not self.line.served:
             return JSONResponse({"error": "no phone line here"}, status_code=404)
         return await self.phone.ended(request)
+
+    async def phone_transferred(self, request: Request):
+        if not self.line.served:
+            return JSONResponse({"error": "no phone line here"}, status_code=404)
+        return await self.phone.transferred(request)
 
     async def text_received(self, request: Request):
         if not self.line.served or self.phone.texts is None:

@@ -35,6 +35,12 @@ class AuditLog:
         self.db = db
         self._ready = ready
 
+    def add(self, now: dt.datetime, actor: str, action: str, detail: Any = None) -> None:
+        """An event that is not a booking's write (a hand-over to staff nobody answered)."""
+        self._ready()
+        with self.db.write() as connection:
+            record(connection, now, actor, action, None, detail)
+
     def entries(self, limit: int = 200, booking_id: str | None = None) -> list[dict[str, Any]]:
         """The newest entries first."""
         self._ready()

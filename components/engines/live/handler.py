@@ -43,7 +43,7 @@ from components.call.state import CloseReason, Turn
 from components.engines.live.audio import from_wire, to_wire
 from components.engines.playout import Playout
 from components.restaurant.config import RestaurantConfig
-from components.restaurant.prompt import greeting_instruction, render_instructions, resume_note, voice_instructions
+from components.restaurant.prompt import greeting_instruction, resume_note, voice_instructions
 from components.restaurant.tools import realtime_tools
 from components.settings import AgentSettings
 from components.store.reservations import ReservationStore
@@ -196,8 +196,8 @@ class LiveHandler(AsyncStreamHandler):
                 "type": "responses",
                 "responses": {
                     "model": self.settings.live_backend_model,
-                    "instructions": render_instructions(self.config, options.language),
-                    "tools": realtime_tools(),
+                    "instructions": self.call.instructions(),
+                    "tools": realtime_tools(transfer=self.call.transfer_offered),
                     "tool_choice": "auto",
                 },
             },

@@ -30,7 +30,6 @@ from components.call.costs import chat_cost, speech_cost, transcription_cost
 from components.engines.pipeline.reply import PipelineTurn, Reply, ms_since, wav
 from components.engines.pipeline.settings import chat_options, speech_options
 from components.engines.playout import SAMPLE_RATE, Playout
-from components.restaurant.prompt import render_instructions
 from components.restaurant.tools import chat_tools
 from components.settings import PipelineModels
 
@@ -56,7 +55,7 @@ class Conversation:
         self.prices = call.settings.prices
         self.playout = playout
         self.on_failure = on_failure  # a service failed: the handler decides whether the call goes on
-        self.instructions = render_instructions(call.config, self.options.language)
+        self.instructions = call.instructions()
         self.messages: list[dict[str, Any]] = []  # the conversation after the system prompt
         self._commits: set[asyncio.Task] = set()  # work that must reach the history even if its turn is cut
         self._last_transcript: asyncio.Task | None = None
@@ -110,7 +109,7 @@ class Conversation:
             stream = await self.client.chat.completions.create(
                 model=self.pipeline.chat_model,
                 messages=messages,  # type: ignore[arg-type]
-                tools=chat_tools(),  # type: ignore[arg-type]
+                tools=chat_tools(transfer=self.call.transfer_offered),  # type: ignore[arg-type]
                 tool_choice="auto" if round_number <= self.pipeline.max_tool_rounds else "none",
                 stream=True,
                 stream_options={"include_usage": True},

@@ -33,7 +33,7 @@ from components.call.state import CloseReason, Turn
 from components.engines.playout import SAMPLE_RATE, Playout
 from components.engines.realtime.floor import Floor
 from components.restaurant.config import RestaurantConfig
-from components.restaurant.prompt import render_instructions, resume_note
+from components.restaurant.prompt import resume_note
 from components.restaurant.tools import realtime_tools
 from components.settings import AgentSettings
 from components.store.reservations import ReservationStore
@@ -163,7 +163,7 @@ class RealtimeHandler(AsyncStreamHandler):
         """The session, with the draft so far when it resumes after a drop (`resume_draft`)."""
         options = self.call.options
         assert options is not None
-        instructions = render_instructions(self.config, options.language)
+        instructions = self.call.instructions()
         if resume_draft is not None:
             draft = json.dumps(resume_draft["reservation"], ensure_ascii=False)
             instructions += "\n\n" + resume_note(options.language, draft)
@@ -189,7 +189,7 @@ class RealtimeHandler(AsyncStreamHandler):
                 },
                 "output": {"format": pcm, "voice": options.voice},
             },
-            "tools": realtime_tools(),
+            "tools": realtime_tools(transfer=self.call.transfer_offered),
             "tool_choice": "auto",
         }
 
