@@ -160,6 +160,20 @@ def test_the_days_load_shows_each_area_with_tables_pushed_together_counted_each(
     assert list(bookings_frame(rows, config, show_phone=False)["席 / Tables"]) == ["T1+T2", "C1"]
 
 
+def test_a_waitlist_entry_whose_slot_has_begun_shows_as_expired() -> None:
+    from components.console.views import waitlist_frame
+
+    entries = [
+        {"date": "2026-04-21", "time": "19:00", "party_size": 2, "guest_name": "Ito", "phone": "09033334444",
+         "status": "waiting", "notified_at": None, "freed_by": None},
+        {"date": "2026-04-21", "time": "21:00", "party_size": 2, "guest_name": "Mori", "phone": "09011112222",
+         "status": "waiting", "notified_at": None, "freed_by": None},
+    ]  # fmt: skip
+    at_eight = dt.datetime(2026, 4, 21, 20, 0, tzinfo=CONFIG.tz)
+    frame = waitlist_frame(entries, CONFIG, show_phone=False, now=at_eight)
+    assert list(frame["状態 / Status"]) == ["expired", "waiting"]
+
+
 def test_the_csv_opens_in_excel_with_japanese_names() -> None:
     data = bookings_csv(ROWS, show_phone=False)
     assert data.startswith(b"\xef\xbb\xbf")

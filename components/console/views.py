@@ -109,16 +109,26 @@ def callbacks_frame(rows: Iterable[Mapping[str, Any]], config: RestaurantConfig,
     return pd.DataFrame(records, columns=list(CALLBACK_COLUMNS)).rename(columns=CALLBACK_COLUMNS)
 
 
-def waitlist_frame(rows: Iterable[Mapping[str, Any]], config: RestaurantConfig, show_phone: bool) -> pd.DataFrame:
+def waitlist_frame(
+    rows: Iterable[Mapping[str, Any]], config: RestaurantConfig, show_phone: bool, now: dt.datetime | None = None
+) -> pd.DataFrame:
+    """The waitlist; an entry still waiting when its slot has begun is shown as expired (it can no longer be
+    offered a table)."""
+    local = (now or dt.datetime.now(dt.UTC)).astimezone(config.tz).replace(tzinfo=None)
     records = [
         {
             **{key: row.get(key) or "" for key in WAITLIST_COLUMNS},
+            "status": "expired" if _expired(row, local) else row.get("status") or "",
             "notified_at": local_stamp(row["notified_at"], config) if row.get("notified_at") else "",
             "phone": row["phone"] if show_phone else mask_phone(row["phone"]),
         }
         for row in rows
     ]
     return pd.DataFrame(records, columns=list(WAITLIST_COLUMNS)).rename(columns=WAITLIST_COLUMNS)
+
+
+def _expired(row: Mapping[str, Any], local_now: dt.datetime) -> bool:
+    return row.get("status") == "waiting" and dt.datetime.fromisoformat(f"{row['date']}T{row['time']}") <= local_now
 
 
 def audit_frame(rows: Iterable[Mapping[str, Any]], config: RestaurantConfig) -> pd.DataFrame:
