@@ -27,7 +27,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.caller import Caller, OfferRefused, Voice
+from bench.caller import Caller, OfferRefused, Voice, from_address
 from bench.calls import AnyCaller, Speech, converse, reason
 from bench.fake_process import FakeProcess
 from bench.metrics import CallLog
@@ -147,7 +147,8 @@ async def _add_server_stamps(
 async def _card_cost(client: httpx.AsyncClient, url: str, webrtc_id: str) -> float | None:
     """What the call's card showed at its end: the live feed keeps an ended call's last view a while."""
     try:
-        async with client.stream("GET", f"{url}/outputs", params={"webrtc_id": webrtc_id}, timeout=10) as feed:
+        where = {"params": {"webrtc_id": webrtc_id}, "headers": from_address(webrtc_id), "timeout": 10}
+        async with client.stream("GET", f"{url}/outputs", **where) as feed:
             async for line in feed.aiter_lines():
                 if line.startswith("data:"):
                     return sum(turn.get("cost_usd") or 0.0 for turn in json.loads(line[5:]).get("turns", []))

@@ -30,7 +30,18 @@ import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
-from bench.caller import FRAME_S, HANG_UP_TIMEOUT_S, RATE, SEND_SLACK_S, Ear, Heard, Mouth, OfferRefused, Utterance
+from bench.caller import (
+    FRAME_S,
+    HANG_UP_TIMEOUT_S,
+    RATE,
+    SEND_SLACK_S,
+    Ear,
+    Heard,
+    Mouth,
+    OfferRefused,
+    Utterance,
+    from_address,
+)
 from bench.caller import dbfs as level_dbfs
 from tests.twilio_caller import mulaw_decode, mulaw_encode, new_sid
 
@@ -97,7 +108,7 @@ class PhoneCaller:
         """Twilio's webhook, then the Media Stream its TwiML connects (refused: `OfferRefused`)."""
         fields = {"CallSid": self.call_sid, "AccountSid": ACCOUNT_SID, "From": "+819000000001"}
         fields |= {"To": "+815000000002", "CallStatus": "ringing", "Direction": "inbound"}
-        answer = await client.post(f"{base_url}/telephone/incoming", data=fields)
+        answer = await client.post(f"{base_url}/telephone/incoming", data=fields, headers=from_address(self.call_sid))
         stream = ET.fromstring(answer.text).find("Connect/Stream") if answer.status_code == 200 else None
         if stream is None:
             raise OfferRefused(f"HTTP {answer.status_code}: {answer.text[:200]}")
