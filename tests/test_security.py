@@ -364,6 +364,15 @@ def test_the_offer_route_refuses_a_caller_without_the_access_code_before_connect
         assert "open the link you were given" in refused["meta"]["message"] and "sdp" not in refused
 
 
+@pytest.mark.parametrize("route", ["telephone/sms", "telephone/transferred"])
+def test_a_flood_of_phone_webhooks_from_one_address_is_turned_away(server: AppProcess, route: str) -> None:
+    answers = [
+        httpx.post(f"{server.url}{route}", data={"From": "+819012345678"}, headers=client("203.0.113.99"), timeout=10)
+        for _ in range(10)
+    ]
+    assert [answer.status_code for answer in answers] == [404] * 6 + [429] * 4  # no line here; then not even that
+
+
 def test_the_access_log_never_holds_the_access_code_or_a_feed_token(server: AppProcess) -> None:
     httpx.get(f"{server.url}?code={CODE}", timeout=10).raise_for_status()
     httpx.get(f"{server.url}outputs?stream_id=MZ{'0' * 32}&token=leaked-token", timeout=10)

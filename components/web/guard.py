@@ -8,7 +8,7 @@ start.
   (which is whatever the client wrote): uvicorn's own proxy-header logic decides. The address is kept for the
   request in a context variable, for what fastrtc and Gradio call without a request (`requester()`).
 * **How much a stranger may start.** Per address: queue jobs (`queue/join`), component calls (WebRTC offers, TURN),
-  the offer route and the phone webhook each have a rate (`LIMITS`); over it the answer is HTTP 429, at once.
+  the offer route and the phone webhooks each have a rate (`LIMITS`); over it the answer is HTTP 429, at once.
 * **No uploads.** The app takes no files, so Gradio's upload route is refused: nobody fills the disk the bookings
   live on.
 * **Which page asks.** A component call (a WebRTC offer comes this way) names its Gradio session in its body; the
@@ -42,6 +42,8 @@ LIMITS = {
     "/gradio_api/component_server/": (60, 10.0),
     "/webrtc/offer": (6, 10.0),
     "/telephone/incoming": (6, 10.0),
+    "/telephone/transferred": (6, 10.0),
+    "/telephone/sms": (6, 10.0),
     "/outputs": (10, 10.0),
 }
 QUEUE_MAX_SIZE = 256  # Gradio events waiting at once, from every address together (more are turned away)
