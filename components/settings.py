@@ -355,9 +355,7 @@ class Settings(BaseSettings):
     @field_validator("staff_phone")
     @classmethod
     def _hand_over_needs_the_account(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value and not (info.data.get("twilio_account_sid") and info.data.get("twilio_auth_token")):
-            raise ValueError("needs TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN as well (the live call is redirected)")
-        return value
+        return _on_the_twilio_account(value, info, "the live call is redirected")
 
     @field_validator("staff_hours")
     @classmethod
@@ -371,9 +369,7 @@ class Settings(BaseSettings):
     @field_validator("twilio_sms_from")
     @classmethod
     def _texts_need_the_account(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value and not (info.data.get("twilio_account_sid") and info.data.get("twilio_auth_token")):
-            raise ValueError("needs TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN as well (texts are sent on that account)")
-        return value
+        return _on_the_twilio_account(value, info, "texts are sent on that account")
 
     @field_validator("trusted_proxies_given")
     @classmethod
@@ -526,6 +522,13 @@ _FORMS = {  # what a variable with a pattern must look like, in the owner's word
     "STAFF_PHONE": "must be a number in international form like +815012345678",
     "STAFF_HOURS": "must be a window like 11:00-21:00",
 }
+
+
+def _on_the_twilio_account(value: str | None, info: ValidationInfo, why: str) -> str | None:
+    """A Twilio feature's setting, refused unless the account it acts on is set too."""
+    if value and not (info.data.get("twilio_account_sid") and info.data.get("twilio_auth_token")):
+        raise ValueError(f"needs TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN as well ({why})")
+    return value
 
 
 def _window(text: str) -> tuple[dt.time, dt.time]:

@@ -12,8 +12,7 @@ It serves what the app uses, as Twilio documents it (Basic auth with the account
   what it documents.
 
     with FakeTwilioApi(tmp_path, account_sid, auth_token) as twilio:
-        monkeypatch.setenv("HTTPS_PROXY", twilio.proxy_url)
-        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(twilio.ca_file))
+        twilio.reached_through(monkeypatch)
 """
 
 from __future__ import annotations
@@ -61,6 +60,12 @@ class FakeTwilioApi(ProxiedHttps):
         self.call_updates: list[tuple[str, dict[str, str]]] = []  # (CallSid, the form) for each update
         self.refused: list[int] = []  # error codes answered
         self._lock = threading.Lock()
+
+    def reached_through(self, monkeypatch: Any) -> None:
+        """Point the SDK's HTTP client (requests) at this fake; local servers (the app, other fakes) stay direct."""
+        monkeypatch.setenv("HTTPS_PROXY", self.proxy_url)
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(self.ca_file))
 
     def answer(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[str, Any]:
         expected = base64.b64encode(f"{self.account_sid}:{self.auth_token}".encode()).decode()

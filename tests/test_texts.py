@@ -37,9 +37,7 @@ CONFIG = load_config()
 def twilio(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Twilio's REST API, where the SDK's HTTP client reaches it (through the proxy it is told about)."""
     with FakeTwilioApi(tmp_path, ACCOUNT, AUTH) as api:
-        monkeypatch.setenv("HTTPS_PROXY", api.proxy_url)
-        monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")  # the app and the other fakes are local
-        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(api.ca_file))
+        api.reached_through(monkeypatch)
         yield api
 
 

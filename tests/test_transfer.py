@@ -30,9 +30,7 @@ ASK = "スタッフの方と話せますか。"
 @pytest.fixture
 def twilio(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     with FakeTwilioApi(tmp_path, ACCOUNT, AUTH) as api:
-        monkeypatch.setenv("HTTPS_PROXY", api.proxy_url)
-        monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(api.ca_file))
+        api.reached_through(monkeypatch)
         yield api
 
 
