@@ -7,8 +7,9 @@ So every engine hands the caller's frames to a `BargeIn`, which listens for the 
 1. **Onset** (`onset_ms` of frames above the threshold, 40 ms by default): the engine *pauses* its playout at
    once (what was handed to the transport but not yet heard is taken back, so nothing is lost).
 2. **Confirmed** speech (still sounding `confirm_ms` after the onset, 250 ms by default, at least half of it
-   loud; or the engine's own evidence: the Realtime server's turn, the pipeline's VAD turn): the answer is *cut*
-   as before, with what was heard.
+   loud; or the engine's own evidence: the Realtime server's turn, the pipeline's ears): the answer is *cut*
+   as before, with what was heard. An engine whose ears tell an interruption from a backchannel (はい, uh-huh,
+   as loud as any word) is the only one to confirm (`confirms_itself=False`).
 3. **Nothing confirmed** within `resume_ms` (500 ms by default): it was a cough, a door, a click; playback
    *resumes* where it paused and the transcript shows no cut.
 
@@ -16,8 +17,7 @@ Echo of the agent's own voice must not trigger it. Browsers cancel echo, so ther
 level above silence; on the phone the caller's handset does not always, so the threshold also stays a margin
 above what the echo of the agent's current playout level can be (`echo_guard`).
 
-Thread-safe: the pipeline engine hears frames in fastrtc's worker threads, the Realtime engine on the loop;
-the engine's hooks always run on the event loop.
+Thread-safe (a phone line's frames may come from another thread); the engine's hooks always run on the event loop.
 """
 
 from __future__ import annotations
@@ -62,8 +62,10 @@ class BargeIn:
         echo_guard: bool,
         settings: BargeInSettings,
         clock: Clock | None = None,
+        confirms_itself: bool = True,
     ) -> None:
         self.loop = loop
+        self.confirms_itself = confirms_itself
         self.settings = settings
         self.clock = clock or LoopClock()
         self._speaking, self._pause, self._resume, self._cut = speaking, pause, resume, cut
@@ -95,7 +97,7 @@ class BargeIn:
                 self._span_ms += frame_ms
                 self._loud_ms += frame_ms if loud else 0.0
                 self._quiet_ms = 0.0 if loud else self._quiet_ms + frame_ms
-                heard = self.loop.call_soon_threadsafe if self._still_talking() else None
+                heard = self.loop.call_soon_threadsafe if self.confirms_itself and self._still_talking() else None
                 then = self.confirm
         if heard is not None:
             heard(then)

@@ -1,5 +1,8 @@
 """Who has the floor on a Realtime call: the caller's speech against the agent's voice.
 
+The local barge-in, the echo check and the playout's hooks are every engine's (`engines.floor.VoiceFloor`); this
+module adds what the Realtime server's own turn events mean.
+
 The session runs the server's VAD with `create_response: false` and `interrupt_response: false`, so the server
 neither answers nor cancels on its own: this module decides, from the local barge-in (`call.barge_in`) and the
 server's turn events together.
@@ -26,9 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from components.call.barge_in import BargeIn
 from components.call.call import Call
-from components.call.echo import EchoCheck
+from components.engines.floor import VoiceFloor
 from components.engines.playout import SAMPLE_RATE, Playout
 
 FALSE_ALARM_GRACE_S = 1.0  # after a resume, the server's turn for the same noise may still be on its way
@@ -49,7 +51,6 @@ class Floor:
     ) -> None:
         self.call = call
         self.playout = playout
-        self._clear_transport = clear_transport
         self._send = send  # a client event to the server: (type, fields)
         self._responding = responding
         self.cut_items: set[str] = set()  # agent items the caller talked over: their late audio is dropped
@@ -59,22 +60,21 @@ class Floor:
         self._open_turn: str | None = None  # the server's caller turn that has started and not yet closed
         self._held: str | None = None  # that turn, while the agent stays paused until the server closes it
         self._tasks: set[asyncio.Task] = set()
-        self.barge = BargeIn(
-            asyncio.get_running_loop(),
+        self.voice = VoiceFloor(
+            call,
+            playout,
+            rate=SAMPLE_RATE,
+            clear_transport=clear_transport,
             speaking=lambda: self.playout.speaking,
-            pause=self._pause,
-            resume=self._resume,
             cut=self._cut,
-            played_dbfs=self.playout.level_dbfs,
+            resume=self._resume,
+            claimed=self._claimed,
             echo_guard=echo_guard,
-            settings=call.settings.barge_in,
-            clock=call.clock,
         )
-        self.echo = EchoCheck(self.barge.settings.threshold_dbfs)
+        self.barge, self.echo = self.voice.barge, self.voice.echo
 
     def hear(self, pcm: np.ndarray) -> None:
-        self.barge.hear(pcm, SAMPLE_RATE)
-        self.echo.hear(pcm, SAMPLE_RATE, agent_speaking=self.playout.speaking)
+        self.voice.hear(pcm)
 
     # ---- the server's turn events ------------------------------------------------------------------
 
@@ -117,18 +117,14 @@ class Floor:
         """The connection dropped: nothing queued will be played, and no pause is pending."""
         self._held = None
         self.barge.reset()
-        cut = self.playout.clear()
+        cut = self.voice.silence()
         if cut is not None:
             self.call.state.agent_cut(cut.item_id, cut.played_ms / max(1, cut.received_ms))
-        self._clear_transport()
 
     # ---- the hooks of the local barge-in (on the loop) ---------------------------------------------
 
-    def _pause(self) -> None:
-        if (suspect := self.echo.claim()) is not None:  # the server was first; the local detector decides it
-            self._during_pause = str(suspect)
-        self.playout.pause()
-        self._clear_transport()
+    def _claimed(self, suspect: object) -> None:
+        self._during_pause = str(suspect)  # the server was first; the local detector decides it
 
     def _resume(self) -> None:
         if not self.barge.echo_guard and self._during_pause is not None and self._during_pause == self._open_turn:
@@ -146,8 +142,7 @@ class Floor:
         self._during_pause = self._held = None
         if self._open_turn is not None:  # a pause before was a false alarm, but this turn holds real speech
             self._false_turns.discard(self._open_turn)
-        cut = self.playout.clear()
-        self._clear_transport()
+        cut = self.voice.silence()
         if self._responding():
             self._spawn(self._send("response.cancel", {}))
         if cut is None:
