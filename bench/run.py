@@ -4,6 +4,7 @@
     python bench/run.py --bench webrtc,pipeline       # chosen benchmarks: webrtc, pipeline, phone
     python bench/run.py --levels 10,20 --levels phone=10,20,40   # chosen levels, for all or for one benchmark
     python bench/run.py --quick                       # N = 1, one round of each: a smoke run of the whole harness
+    python bench/run.py --bench end_of_turn           # the end-of-turn set alone (offline, no servers, ~1 min)
 
 The benchmarks (`bench.servers.BENCHMARKS`): `webrtc`, the Realtime engine over WebRTC against the fastrtc
 floor; `pipeline`, the pipeline engine over WebRTC against the fakes' own times; `phone`, the phone line as
@@ -33,7 +34,7 @@ if __package__ in (None, ""):  # run as `python bench/run.py`: make the reposito
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import conversation as talk  # noqa: E402
-from bench import fake_openai  # noqa: E402
+from bench import end_of_turn, fake_openai  # noqa: E402
 from bench.calls import Speech  # noqa: E402
 from bench.harness import LevelRun, run_level  # noqa: E402
 from bench.metrics import PLAYOUT_BUFFER_S  # noqa: E402
@@ -65,7 +66,7 @@ def _levels(parser: argparse.ArgumentParser, given: list[str], benches: list[str
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--bench", default=",".join(BENCHMARKS), help="benchmarks: webrtc,pipeline,phone (default)")
+    parser.add_argument("--bench", default=",".join(BENCHMARKS), help="webrtc,pipeline,phone (default), or end_of_turn")
     parser.add_argument(
         "--levels", action="append", default=[], help="concurrent calls, e.g. 1,5,10 or phone=10,20,40 (repeatable)"
     )
@@ -75,7 +76,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=RESULTS, help="report directory (default bench/results)")
     parser.add_argument("--seed", type=int, default=7, help="seed of the callers' random delays")
     args = parser.parse_args(argv)
-    args.bench = [name for name in BENCHMARKS if name in {b.strip() for b in args.bench.split(",")}]
+    asked = {b.strip() for b in args.bench.split(",")}
+    args.end_of_turn = "end_of_turn" in asked  # offline, no servers: run on its own, never with the levels
+    args.bench = [name for name in BENCHMARKS if name in asked]
+    if args.end_of_turn:
+        if args.bench:
+            parser.error("--bench end_of_turn runs on its own (it starts no servers)")
+        return args
     args.levels = _levels(parser, args.levels, args.bench, args.quick)
     args.rounds = args.rounds or (1 if args.quick else 3)
     args.targets = {name.strip() for name in args.targets.split(",")} & {"ours", "floor"}
@@ -161,6 +168,8 @@ def _meta(args: argparse.Namespace, argv: list[str] | None, started: dt.datetime
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
+    if args.end_of_turn:
+        return end_of_turn.main()
     started = dt.datetime.now().astimezone()
     with tempfile.TemporaryDirectory(prefix="voicebot-bench-") as tmp:
         benchmarks, speech = asyncio.run(_measure(args, Path(tmp)))
