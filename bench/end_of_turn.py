@@ -4,7 +4,7 @@
 
 Synthesised utterances (espeak-ng Japanese and English voices at two speeds and two pitches, via sox; some with
 a little line noise, some through an 8 kHz μ-law phone band and back) are fed offline, 20 ms a frame, to
-`components.engines.listening.Ears`, ours (Smart Turn + silence floor) and a VAD-only baseline (today's rule:
+`components.listening.Ears`, ours (Smart Turn + silence floor) and a VAD-only baseline (today's rule:
 550 ms of silence ends a turn, 250 ms of speech over the agent cuts it). Three kinds:
 
 * **finished** sentences, then 2.5 s of silence: the wait is the time from the end of the speech (the audio's,
@@ -36,8 +36,8 @@ import numpy as np
 if __package__ in (None, ""):  # run as `python bench/end_of_turn.py`: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from components.engines.listening import Ears, Interruption, SmartTurn, TurnEnded, TurnOptions  # noqa: E402
-from components.engines.listening.vad import RATE, WINDOW, SileroStream  # noqa: E402
+from components.listening import Ears, Interruption, SmartTurn, TurnEnded, TurnOptions  # noqa: E402
+from components.listening.vad import RATE, WINDOW, SileroStream  # noqa: E402
 
 FRAME = 320  # 20 ms frames, as WebRTC delivers them
 LEAD_S, TAIL_S = 0.4, 2.5

@@ -5,8 +5,7 @@ the caller's speaker plays at real time, forwards `AdditionalOutputs` to the UI,
 hands the handler a `clear_queue` callback for barge-in, which drops what the queue has not played yet.
 `CallDriver` does exactly that and records what a caller and the screen would get: audio (with timestamps, to
 see when the agent goes quiet), views, closing messages and the data-channel messages (errors and warnings) the
-browser would show. `PauseCallDriver` does the same for a `ReplyOnPause` handler, whose sync methods fastrtc
-calls from worker threads, and `telephone` makes the caller's voice sound as it does over a phone line.
+browser would show. With `phone_line`, `telephone` makes the caller's voice sound as it does over a phone line.
 """
 
 from __future__ import annotations
@@ -56,6 +55,7 @@ class CallDriver:
     _out: deque = field(default_factory=deque)  # fastrtc's output queue: handed over, not yet played
     _tasks: list[asyncio.Task] = field(default_factory=list)
     echo: Echo | None = None  # a handset that plays the agent back into its microphone
+    phone_line: bool = False  # the caller's voice arrives over a phone line
 
     async def __aenter__(self) -> CallDriver:
         self.handler._loop = asyncio.get_running_loop()
@@ -97,7 +97,8 @@ class CallDriver:
         await self.handler.receive(frame)
 
     def _speech(self, text: str, rate: int) -> np.ndarray:
-        return speech_pcm(text, rate)
+        pcm = speech_pcm(text, rate)
+        return telephone(pcm, rate) if self.phone_line else pcm
 
     async def _player(self) -> None:
         while self.closed is None:
@@ -234,26 +235,6 @@ def telephone(pcm: np.ndarray, rate: int) -> np.ndarray:
     decoded = np.sign(coded) * ((1 + mu) ** np.abs(coded) - 1) / mu
     back = np.interp(np.arange(decoded.size * 2) / 2, np.arange(decoded.size), decoded)
     return np.clip(back * 32768.0, -32768, 32767).astype(np.int16)
-
-
-@dataclass
-class PauseCallDriver(CallDriver):
-    """`CallDriver` for a `ReplyOnPause` handler: fastrtc calls its sync methods from worker threads."""
-
-    phone_line: bool = False  # the caller's voice arrives over a phone line
-
-    async def _start_up(self) -> None:
-        await asyncio.to_thread(self.handler.start_up)
-
-    async def _emit(self) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(None, self.handler.emit)
-
-    async def _receive(self, frame: tuple[int, np.ndarray]) -> None:
-        await asyncio.to_thread(self.handler.receive, frame)
-
-    def _speech(self, text: str, rate: int) -> np.ndarray:
-        pcm = speech_pcm(text, rate)
-        return telephone(pcm, rate) if self.phone_line else pcm
 
 
 # ---- an engine, as the shared call sees one ---------------------------------------------------------------

@@ -27,7 +27,7 @@ from components.store.reservations import ReservationStore
 from tests import fake_live as live
 from tests import fake_openai_http as http
 from tests import fake_realtime as realtime
-from tests.call_driver import CallDriver, PauseCallDriver
+from tests.call_driver import CallDriver
 from tests.speech import Echo
 
 KEY = "sk-test-engine-calls"
@@ -92,8 +92,8 @@ def run_call(
         handler.call.caller = caller
     else:
         handler.set_args(["webrtc-id", *CallRequest(language, "cedar", KEY).inputs()])  # the page's inputs
-    pipeline = engine == "pipeline"  # a `ReplyOnPause` handler, whose methods fastrtc calls from threads
-    driver = PauseCallDriver(handler, phone_line=caller is not None) if pipeline else CallDriver(handler)
+    phone_line = engine == "pipeline" and caller is not None  # its 16 kHz input is what `telephone` makes
+    driver = CallDriver(handler, phone_line=phone_line)
     if echo_db is not None:
         driver.echo = Echo(echo_db, handler.input_sample_rate)
 

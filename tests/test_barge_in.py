@@ -61,8 +61,8 @@ async def caller(barge: BargeIn, *segments: tuple[int, float]) -> None:
 
 
 def new_barge_in(agent: Agent, echo_guard: bool = False, settings: BargeInSettings | None = None) -> BargeIn:
-    loop, clock = asyncio.get_running_loop(), VirtualClock()
-    return BargeIn(loop, echo_guard=echo_guard, settings=settings or BargeInSettings(), clock=clock, **agent.hooks())
+    clock = VirtualClock()
+    return BargeIn(echo_guard=echo_guard, settings=settings or BargeInSettings(), clock=clock, **agent.hooks())
 
 
 def run(agent: Agent, *segments, echo_guard: bool = False, settings: BargeInSettings | None = None) -> BargeIn:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from components.engines.listening import (
+from components.listening import (
     Backchannel,
     Ears,
     Interruption,
@@ -21,8 +21,8 @@ from components.engines.listening import (
     TurnEnded,
     TurnOptions,
 )
-from components.engines.listening.features import SAMPLES, log_mel
-from components.engines.listening.smart_turn import MODEL_PATH
+from components.listening.features import SAMPLES, log_mel
+from components.listening.smart_turn import MODEL_PATH
 from tests.speech import speech_pcm
 
 RATE = 16_000
@@ -190,7 +190,7 @@ def test_the_model_is_a_file_in_the_repository_and_loads_with_no_network() -> No
         "import socket, numpy as np\n"
         "def refuse(*args, **kwargs): raise OSError('network used')\n"
         "socket.socket.connect = socket.create_connection = refuse\n"
-        "from components.engines.listening import SmartTurn\n"
+        "from components.listening import SmartTurn\n"
         "p = SmartTurn().probability(np.zeros(16000, dtype=np.float32))\n"
         "assert 0.0 <= p <= 1.0, p\n"
         "print('ok')\n"

@@ -17,14 +17,13 @@ Echo of the agent's own voice must not trigger it. Browsers cancel echo, so ther
 level above silence; on the phone the caller's handset does not always, so the threshold also stays a margin
 above what the echo of the agent's current playout level can be (`echo_guard`).
 
-Thread-safe (a phone line's frames may come from another thread); the engine's hooks always run on the event loop.
+On the event loop, where every engine hears the caller's frames: a hook runs within the `hear` that triggered it,
+so anything it raises reaches the engine's own error handling (a callback scheduled for later would only be logged).
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
-import threading
 from collections.abc import Callable
 
 import numpy as np
@@ -44,7 +43,7 @@ def level_dbfs(pcm: np.ndarray) -> float:
 
 
 class BargeIn:
-    """One call's local barge-in (see the module docstring). The engine gives it four hooks, all run on `loop`:
+    """One call's local barge-in (see the module docstring). The engine gives it four hooks, all run on the loop:
     `pause()` and `resume()` the playout, `cut()` the answer, and `speaking()` (is the agent's voice out?);
     `played_dbfs()` is the level of what is being played now (for the echo guard)."""
 
@@ -52,7 +51,6 @@ class BargeIn:
 
     def __init__(
         self,
-        loop: asyncio.AbstractEventLoop,
         *,
         speaking: Callable[[], bool],
         pause: Callable[[], None],
@@ -64,7 +62,6 @@ class BargeIn:
         clock: Clock | None = None,
         confirms_itself: bool = True,
     ) -> None:
-        self.loop = loop
         self.confirms_itself = confirms_itself
         self.settings = settings
         self.clock = clock or LoopClock()
@@ -76,7 +73,6 @@ class BargeIn:
         self._loud_ms = 0.0  # loud audio in a row (the onset), then since the pause (the confirmation)
         self._span_ms = self._quiet_ms = 0.0  # since the pause: all audio, and the quiet since the last loud frame
         self._timer: Timer | None = None
-        self._lock = threading.Lock()
 
     def threshold_dbfs(self) -> float:
         if not self.echo_guard:
@@ -85,22 +81,21 @@ class BargeIn:
         return max(self.settings.threshold_dbfs, echo)
 
     def hear(self, pcm: np.ndarray, rate: int) -> None:
-        """One frame of the caller's audio (any thread)."""
+        """One frame of the caller's audio (on the loop)."""
         frame_ms = pcm.size * 1000 / max(1, rate)
         loud = level_dbfs(pcm) >= self.threshold_dbfs()
-        with self._lock:
-            if self.state == self.IDLE:  # an onset is loud audio in a row
-                self._loud_ms = self._loud_ms + frame_ms if loud else 0.0
-                heard = self.loop.call_soon_threadsafe if self._loud_ms >= self.settings.onset_ms else None
-                then = self._on_onset
-            else:  # paused: is the caller still talking `confirm_ms` after the onset?
-                self._span_ms += frame_ms
-                self._loud_ms += frame_ms if loud else 0.0
-                self._quiet_ms = 0.0 if loud else self._quiet_ms + frame_ms
-                heard = self.loop.call_soon_threadsafe if self.confirms_itself and self._still_talking() else None
-                then = self.confirm
-        if heard is not None:
-            heard(then)
+        if self.state == self.IDLE:  # an onset is loud audio in a row
+            self._loud_ms = self._loud_ms + frame_ms if loud else 0.0
+            heard = self._loud_ms >= self.settings.onset_ms
+            then = self._on_onset
+        else:  # paused: is the caller still talking `confirm_ms` after the onset?
+            self._span_ms += frame_ms
+            self._loud_ms += frame_ms if loud else 0.0
+            self._quiet_ms = 0.0 if loud else self._quiet_ms + frame_ms
+            heard = self.confirms_itself and self._still_talking()
+            then = self.confirm
+        if heard:
+            then()
 
     def _still_talking(self) -> bool:
         """Speech goes on, syllable after syllable; a burst stops. So: `confirm_ms` of loud audio, or a loud
@@ -111,23 +106,21 @@ class BargeIn:
         return self._span_ms >= confirm and self._quiet_ms == 0.0 and self._loud_ms >= confirm / 2
 
     def _on_onset(self) -> None:
-        with self._lock:
-            if self.state != self.IDLE or not self._speaking():
-                if self.state == self.IDLE:
-                    self._loud_ms = 0.0  # the agent is quiet: this is an ordinary turn, the engine's to hear
-                return
-            self.state = self.PAUSED
-            self.pauses += 1
-            self._span_ms = self._quiet_ms = 0.0
+        if self.state != self.IDLE or not self._speaking():
+            if self.state == self.IDLE:
+                self._loud_ms = 0.0  # the agent is quiet: this is an ordinary turn, the engine's to hear
+            return
+        self.state = self.PAUSED
+        self.pauses += 1
+        self._span_ms = self._quiet_ms = 0.0
         self._pause()
         self._timer = self.clock.call_later(self.settings.resume_ms / 1000, self._expire)
 
     def confirm(self) -> bool:
         """The caller is really speaking (heard here, or the engine's own evidence): cut the answer, if one is
         playing or paused. On the loop; True if it cut."""
-        with self._lock:
-            paused = self.state == self.PAUSED
-            self.state, self._loud_ms = self.IDLE, 0.0
+        paused = self.state == self.PAUSED
+        self.state, self._loud_ms = self.IDLE, 0.0
         self._cancel_timer()
         if not paused and not self._speaking():
             return False
@@ -136,11 +129,10 @@ class BargeIn:
         return True
 
     def _expire(self) -> None:
-        with self._lock:
-            if self.state != self.PAUSED:
-                return
-            self.state, self._loud_ms = self.IDLE, 0.0
-            self.resumes += 1
+        if self.state != self.PAUSED:
+            return
+        self.state, self._loud_ms = self.IDLE, 0.0
+        self.resumes += 1
         self._timer = None
         self._resume()
 
@@ -150,9 +142,8 @@ class BargeIn:
 
     def reset(self) -> None:
         """Forget an onset in progress (the answer ended, or was cut by other means)."""
-        with self._lock:
-            was_paused = self.state == self.PAUSED
-            self.state, self._loud_ms = self.IDLE, 0.0
+        was_paused = self.state == self.PAUSED
+        self.state, self._loud_ms = self.IDLE, 0.0
         self._cancel_timer()
         if was_paused:
             self._resume()

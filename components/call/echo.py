@@ -11,12 +11,10 @@ starts while the agent speaks, and the local detector has not, is held as a *sus
 * neither, by the time the turn closes: it was echo (`is_echo`), and the engine drops it, unanswered and
   off the transcript.
 
-Thread-safe: the pipeline engine hears frames in fastrtc's worker threads.
+On the event loop, where every engine hears the caller's frames.
 """
 
 from __future__ import annotations
-
-import threading
 
 import numpy as np
 
@@ -33,12 +31,10 @@ class EchoCheck:
         self.threshold_dbfs = threshold_dbfs  # the local barge-in's level for speech, with the agent quiet
         self._suspect: object | None = None
         self._voice_after_ms = 0.0
-        self._lock = threading.Lock()
 
     def suspect(self, turn: object) -> None:
         """The engine's detector started `turn` while the agent spoke and the local detector heard nothing."""
-        with self._lock:
-            self._suspect, self._voice_after_ms = turn, 0.0
+        self._suspect, self._voice_after_ms = turn, 0.0
 
     def holds(self, turn: object) -> bool:
         return _same(self._suspect, turn)
@@ -47,25 +43,22 @@ class EchoCheck:
         """One frame of the caller's audio: speech once the agent is quiet clears the suspect."""
         if self._suspect is None or agent_speaking:
             return
-        with self._lock:
-            if level_dbfs(pcm) >= self.threshold_dbfs:
-                self._voice_after_ms += pcm.size * 1000 / max(1, rate)
-            if self._voice_after_ms >= VOICE_AFTER_ECHO_MS:
-                self._suspect = None
+        if level_dbfs(pcm) >= self.threshold_dbfs:
+            self._voice_after_ms += pcm.size * 1000 / max(1, rate)
+        if self._voice_after_ms >= VOICE_AFTER_ECHO_MS:
+            self._suspect = None
 
     def claim(self) -> object | None:
         """The local detector paused the agent: it decides the suspect turn from here (returned, if any)."""
-        with self._lock:
-            turn, self._suspect = self._suspect, None
+        turn, self._suspect = self._suspect, None
         return turn
 
     def is_echo(self, turn: object) -> bool:
         """The engine's detector closed `turn`: True if it is still a suspect (echo, to drop)."""
-        with self._lock:
-            if not _same(self._suspect, turn):
-                return False
-            self._suspect = None
-            return True
+        if not _same(self._suspect, turn):
+            return False
+        self._suspect = None
+        return True
 
 
 def _same(suspect: object | None, turn: object) -> bool:

@@ -1,10 +1,10 @@
-"""The voice engines, one per protocol: the OpenAI Realtime API (`realtime`), and VAD → STT → LLM → TTS
-(`pipeline`).
+"""The voice engines, one per protocol: OpenAI's GPT-Live (`live`), the Realtime API (`realtime`), and our own ears
+(`listening`) → STT → LLM → TTS (`pipeline`).
 
-Each is a fastrtc stream handler holding one shared `Call`; no engine imports another. Shared by them:
-`playout` paces the agent's voice, `uplink` hands over the caller's WebRTC audio sooner; `adapters.fastrtc`
-turns the call's outputs into fastrtc's.
+Each is a fastrtc `AsyncStreamHandler` holding one shared `Call`; no engine imports another. Shared by them:
+`playout` paces the agent's voice, `floor` wires the local barge-in and the echo check around it, `uplink` hands
+over the caller's WebRTC audio sooner; `adapters.fastrtc` turns the call's outputs into fastrtc's.
 
-May import: adapters, call, restaurant, store, settings
+May import: adapters, call, listening, restaurant, store, settings
 Never imports: gradio
 """

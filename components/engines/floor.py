@@ -12,8 +12,8 @@ On the event loop: every engine hears the caller's frames and plays its audio th
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
+import logging
 from collections.abc import Callable
 
 import numpy as np
@@ -22,6 +22,8 @@ from components.call.barge_in import BargeIn
 from components.call.call import Call
 from components.call.echo import EchoCheck
 from components.engines.playout import Cut, Playout
+
+log = logging.getLogger(__name__)
 
 
 class VoiceFloor:
@@ -57,7 +59,6 @@ class VoiceFloor:
         if hold_ms is not None:
             settings = dataclasses.replace(settings, resume_ms=max(settings.resume_ms, hold_ms))
         self.barge = BargeIn(
-            asyncio.get_running_loop(),
             speaking=speaking,
             pause=self._pause,
             resume=resume or playout.resume,
@@ -80,6 +81,17 @@ class VoiceFloor:
         cut = self.playout.clear()
         self._clear_transport()
         return cut
+
+    def let_go(self) -> None:
+        """The call is ending: a voice held for the caller will never resume, so it is cut where they stopped
+        hearing it (the engine's `cut`), and the call can close instead of waiting for it."""
+        if not self.barge.paused:
+            return
+        try:
+            self.barge.confirm()
+        except Exception:  # the ending must not fail with what it ends (e.g. a transport that broke)
+            log.exception("cutting the held voice at the end of the call failed")
+            self.playout.clear()
 
     def _pause(self) -> None:
         """Hold the agent's voice: what was not yet heard comes back on `resume`."""

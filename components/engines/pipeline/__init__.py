@@ -1,1 +1,2 @@
-"""The pipeline engine: fastrtc's `ReplyOnPause` with a packaged VAD, and three OpenAI HTTP services."""
+"""The pipeline engine: our own ears (`listening`), then three OpenAI HTTP services, on fastrtc's
+`AsyncStreamHandler`."""

@@ -112,14 +112,17 @@ class RealtimeHandler(AsyncStreamHandler):
         conn = self._conn
         if conn is None or self.call.close_message is not None:
             return
-        if self.floor is not None:
-            self.floor.hear(frame[1].reshape(-1))
         try:
+            if self.floor is not None:
+                self.floor.hear(frame[1].reshape(-1))
             # 50 times a second per call: the SDK's typed `input_audio_buffer.append` costs more than the audio
             audio = base64.b64encode(frame[1].tobytes()).decode("ascii")
             await conn.send_raw(json.dumps({"type": "input_audio_buffer.append", "audio": audio}))
         except ConnectionClosed:
             pass  # the conversation loop sees the drop and handles it
+        except Exception:  # never a call left half-working: it ends, with a notice
+            log.exception("the Realtime engine failed on the caller's audio")
+            await self.call.end(CloseReason.ERROR, notice("internal_error"))
 
     async def emit(self) -> Any:
         if self.call.closed:
@@ -153,6 +156,8 @@ class RealtimeHandler(AsyncStreamHandler):
 
     async def hang_up(self) -> None:
         self._response_active = False  # nothing more will come: only what is playing keeps the call open
+        if self.floor is not None:
+            self.floor.voice.let_go()
         if self._conn is not None:
             self._shutting_down = True
             await self._conn.close()

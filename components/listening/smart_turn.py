@@ -24,12 +24,12 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from components.engines.listening.features import SAMPLES, log_mel
+from components.listening.features import SAMPLES, log_mel
 
 if TYPE_CHECKING:
     import onnxruntime
 
-MODEL_PATH = Path(__file__).resolve().parents[3] / "assets" / "smart_turn" / "smart-turn-v3.2-cpu.onnx"
+MODEL_PATH = Path(__file__).resolve().parents[2] / "assets" / "smart_turn" / "smart-turn-v3.2-cpu.onnx"
 WORKERS = 2  # checks of different calls at once (this Space has 2 cores)
 
 

@@ -32,9 +32,9 @@ from typing import Literal
 
 import numpy as np
 
-from components.engines.listening import smart_turn
-from components.engines.listening.smart_turn import EndOfTurn
-from components.engines.listening.vad import RATE, VAD, WINDOW, SileroStream
+from components.listening import smart_turn
+from components.listening.smart_turn import EndOfTurn
+from components.listening.vad import RATE, VAD, WINDOW, SileroStream
 
 
 @dataclass(frozen=True)
