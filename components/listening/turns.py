@@ -10,8 +10,9 @@
   Unless the agent had fallen quiet by the caller's last word: a short answer that overlapped the tail of a
   question ("…よろしいですか" / "はい") is an answer, and is judged as a turn.
 * **A turn** ends with `TurnEnded`. After `floor_ms` of silence the end-of-turn model is asked about the
-  utterance; "complete" (≥ `complete_at`) ends it, "not yet" keeps waiting and the model is asked again every
-  `recheck_ms` of further silence; `max_silence_ms` of silence ends it whatever the model says, and so does
+  utterance; "complete" (≥ `complete_at`) ends it, "not yet" keeps waiting (once per pause, as Pipecat asks: each
+  check costs ~80 ms of a core, and on our set more checks shortened no wait; `recheck_ms` asks again after that
+  much more silence); `max_silence_ms` of silence ends it whatever the model says, and so does
   `max_turn_s` of utterance. Speech resuming while a check runs voids that check. Without a model
   (`end_of_turn=None`, the VAD-only baseline) a fixed `fallback_silence_ms` of silence ends the turn.
 
@@ -47,7 +48,7 @@ class TurnOptions:
     preroll_ms: int = 300  # audio before speech started kept in the turn (first syllable not clipped)
     max_turn_s: float = 20.0
     start_speech_ms: int = 64  # speech that opens an utterance: a click or a breath is shorter
-    recheck_ms: int = 300  # after "not yet", ask the model again after this much more silence
+    recheck_ms: int | None = None  # after "not yet", ask again after this much more silence (None: once a pause)
     complete_at: float = 0.5  # the model's probability from which a turn is complete
     fallback_silence_ms: int = 550  # without a model: the silence that ends a turn (today's VAD rule)
 
@@ -132,7 +133,7 @@ class Ears:
         self._utterance: _Utterance | None = None
         self._check: _Check | None = None
         self._floor = _windows(options.floor_ms)
-        self._recheck = _windows(options.recheck_ms)
+        self._recheck = _windows(options.recheck_ms) if options.recheck_ms is not None else None
         self._max_silence = _windows(options.max_silence_ms)
         self._fallback = _windows(options.fallback_silence_ms)
         self._start_run = _windows(options.start_speech_ms)
@@ -189,6 +190,7 @@ class Ears:
         if speech:
             utterance.speech += 1
             utterance.silence = 0
+            utterance.next_check = 0  # a new pause is judged afresh, from the floor
             utterance.agent_at_last_word = agent_speaking
             self._drop_check()
             heard = self._maybe_interrupt(utterance)
@@ -224,7 +226,7 @@ class Ears:
         audio = self._samples(utterance.start).astype(np.float32) / 32768.0
         task = asyncio.get_running_loop().create_task(self.end_of_turn.complete(audio))  # type: ignore[union-attr]
         self._check = _Check(task, utterance.silence)
-        utterance.next_check = utterance.silence + self._recheck
+        utterance.next_check = utterance.silence + self._recheck if self._recheck is not None else self._max_silence
 
     def _read_check(self) -> list[Heard]:
         """The answer of the check in flight, if it has come: the turn ends, or the utterance waits on."""
