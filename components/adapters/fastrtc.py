@@ -7,21 +7,45 @@ What it relies on:
 * the connection registry of a WebRTC component (or `Stream`), from `WebRTCConnectionMixin`: `pcs` (webrtc id →
   the aiortc peer connection, from the offer on), `handlers` (webrtc id → that call's handler copy) and
   `additional_outputs` (a `defaultdict` of output queues with `queue` and `quit`; `.get` creates no entry);
-* `clean_up(webrtc_id)` (used by fastrtc itself when a peer goes away): forgets the call and shuts its handler;
-* the component's `state_change` event (public), the one its own `on_additional_outputs` listens to.
+* the component's `state_change` event (public), the one its own `on_additional_outputs` listens to;
+* a component (and `Stream`) answering offers with its `handle_offer(body, set_outputs)`, taking a call's output
+  sink from `set_additional_outputs(webrtc_id)`, and forgetting a call and shutting its handler with
+  `clean_up(webrtc_id)` (also when a peer goes away), each looked up on the instance when used; a `Stream` subclass overrides them (and the routes `offer`, `handle_incoming_call`,
+  `telephone_handler`, `websocket_offer`), since `Stream.mount` routes to those methods;
+* `server_rtc_configuration`: the converted (aiortc `RTCConfiguration`) form of the constructor's dict;
+* a stream handler's `phone_mode` (a property with a setter: on a phone line fastrtc converts its rates from and to
+  8 kHz μ-law), its `input_sample_rate` / `output_sample_rate`, and its `clear_queue`, a property that returns the
+  callback its transport sets in `_clear_queue` (None until one does);
+* `WebSocketHandler` (`fastrtc.websocket`), which runs a Twilio Media Stream: its constructor, `handle_websocket`,
+  `stream_id` and `stream_handler`, its `quit` event (its loops check it between messages), the `start_up_task` it
+  makes on `start`, `playing_durations` (its estimate of the audio still playing, emptied on barge-in), and the
+  two private methods `MediaStream` maps onto hooks (below).
 
-What fastrtc cannot do, and this module does instead: its `on_additional_outputs` follows any webrtc id a client
-names, creating an output queue for it and polling it until a call that never exists ends (so made-up ids fill the
-page's queue and memory); `follow_outputs` follows only a call this process has an offer for, and ends with it.
+What fastrtc cannot do, and this module does instead:
+
+* its `on_additional_outputs` follows any webrtc id a client names, creating an output queue for it and polling it
+  until a call that never exists ends (so made-up ids fill the page's queue and memory); `follow_outputs` follows
+  only a call this process has an offer for, and ends with it;
+* it has no hook before a component answers an offer (to refuse one against a limit shared by several components)
+  nor beside its outputs and clean-up (to feed a second reader): `screen_offers` and `tap_outputs` wrap those
+  methods on the one component instance;
+* it refuses to start on a Space without TURN (`Stream._check_colab_or_spaces`, from the lifespan `mount` adds),
+  though a phone line needs none: `ServerStream` turns that check into the hook `check_at_start`;
+* on a Twilio line its `WebSocketHandler` clears only its own queue on barge-in (`_clear_queue`), not the audio
+  Twilio has buffered, and on `CloseStream` it stops after its own estimate of the audio still playing
+  (`_wait_for_audio_completion`); `MediaStream` makes those two the hooks `on_barge_in` and `before_stopping`. It
+  also reads `start_up_task` when the stream ends even if no `start` came (an `AttributeError`): `MediaStream` sets
+  it to None first.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
-from fastrtc import AdditionalOutputs, CloseStream
+from fastrtc import AdditionalOutputs, AsyncStreamHandler, CloseStream, Stream, WebRTC
+from fastrtc.websocket import WebSocketHandler
 
 from components.call.call import CallOutput, ViewUpdate
 
@@ -94,3 +118,132 @@ async def hang_up(component: Any, webrtc_id: str) -> None:
     component.clean_up(webrtc_id)
     if pc is not None:
         await pc.close()
+
+
+# ---- offers and outputs of a page's component ----
+
+Answer = Callable[[], Awaitable[Any]]  # fastrtc answering the offer being screened
+
+
+def screen_offers(component: WebRTC, screen: Callable[[dict[str, Any], Answer], Awaitable[Any]]) -> None:
+    """Put `screen` before every offer the component answers itself: it gets the offer's body and fastrtc's answer
+    (to await, or not), and returns what the page gets."""
+    answer = component.handle_offer
+
+    async def screened(body: dict[str, Any], set_outputs: Callable) -> Any:
+        return await screen(body, lambda: answer(body, set_outputs))
+
+    component.handle_offer = screened
+
+
+def tap_outputs(
+    component: WebRTC,
+    publisher: Callable[[str], Callable[[AdditionalOutputs], None]],
+    ended: Callable[[str], None],
+) -> None:
+    """Hand each output of the component's calls to `publisher(webrtc_id)` too, and tell `ended(webrtc_id)` once
+    fastrtc has forgotten the call (even if its clean-up failed)."""
+    outputs_for, clean_up = component.set_additional_outputs, component.clean_up
+
+    def outputs_to_both(webrtc_id: str) -> Callable[[AdditionalOutputs], None]:
+        to_component, to_publisher = outputs_for(webrtc_id), publisher(webrtc_id)
+
+        def both(outputs: AdditionalOutputs) -> None:
+            to_component(outputs)
+            to_publisher(outputs)
+
+        return both
+
+    def clean_up_and_tell(webrtc_id: str) -> Any:
+        try:
+            return clean_up(webrtc_id)
+        finally:
+            ended(webrtc_id)
+
+    component.set_additional_outputs = outputs_to_both
+    component.clean_up = clean_up_and_tell
+
+
+def use_server_ice_of(stream: Stream, component: WebRTC) -> None:
+    """Give the stream the component's server-side ICE configuration (its TURN relay). `Stream` takes it only as a
+    dict, which it converts, and a component keeps only the converted form: it is shared as is."""
+    stream.server_rtc_configuration = component.server_rtc_configuration
+
+
+class ServerStream(Stream):
+    """fastrtc's `Stream`, with its start-up check as a hook."""
+
+    def check_at_start(self) -> None:
+        """Runs as the server starts. fastrtc's own check (kept unless overridden) refuses to start on a Space or
+        in Colab without `rtc_configuration`."""
+        super()._check_colab_or_spaces()
+
+    def _check_colab_or_spaces(self) -> None:
+        self.check_at_start()
+
+
+# ---- a handler on a call ----
+
+
+def serve_phone_line(handler: AsyncStreamHandler, rate: int | None = None) -> None:
+    """Make the handler a phone line's: fastrtc then converts the line's 8 kHz μ-law from and to the handler's
+    rates, or, with `rate`, the handler takes and gives audio at that rate."""
+    handler.phone_mode = True
+    if rate is not None:
+        handler.input_sample_rate = handler.output_sample_rate = rate
+
+
+def clear_transport(handler: AsyncStreamHandler) -> None:
+    """Drop the audio the handler's transport holds for the caller (barge-in); nothing before one is attached.
+    (fastrtc's `clear_queue` property returns None until then, and calling it would raise.)"""
+    if handler._clear_queue is not None:
+        handler.clear_queue()
+
+
+class MediaStream(WebSocketHandler):
+    """fastrtc's runner of a Twilio Media Stream, with hooks where it has private methods (see the module's
+    docstring). A subclass overrides `on_barge_in` and `before_stopping`, and uses `engine_task`, `stop`,
+    `stopped` and `wait_stopped` instead of fastrtc's attributes."""
+
+    def __init__(
+        self,
+        handler: AsyncStreamHandler,
+        set_handler: Callable[[str, WebSocketHandler], Awaitable[None]],
+        clean_up: Callable[[str], None],
+        outputs_for: Callable[[str], Callable[[AdditionalOutputs], None]],
+    ) -> None:
+        super().__init__(handler, set_handler, clean_up, outputs_for)
+        self.start_up_task: asyncio.Task | None = None  # fastrtc sets it on `start`, but reads it in any case
+
+    def on_barge_in(self) -> None:
+        """The engine cleared its audio (barge-in), and fastrtc's queue of it is empty."""
+
+    async def before_stopping(self) -> None:
+        """The engine ended the call (`CloseStream`): return once the line may hang up."""
+
+    @property
+    def engine_task(self) -> asyncio.Task | None:
+        """The engine's `start_up`, running since the stream's `start` (None before)."""
+        return self.start_up_task
+
+    def stop(self) -> None:
+        """End the stream: fastrtc's loop stops before its next message (a socket waiting for one can wait on
+        `wait_stopped` too)."""
+        self.quit.set()
+
+    def stopped(self) -> bool:
+        return self.quit.is_set()
+
+    async def wait_stopped(self) -> None:
+        await self.quit.wait()
+
+    def _clear_queue(self) -> None:
+        super()._clear_queue()
+        self.playing_durations.clear()
+        self.on_barge_in()
+
+    async def _wait_for_audio_completion(self) -> None:
+        try:
+            await self.before_stopping()
+        finally:
+            self.quit.set()

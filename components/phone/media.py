@@ -1,7 +1,7 @@
 """A Twilio Media Stream (8 kHz mu-law both ways over a WebSocket), run by fastrtc's `WebSocketHandler`.
 
 fastrtc converts the caller's mu-law to the handler's PCM and back. What fastrtc 0.0.34 leaves out, this
-module adds around it (never by patching it):
+module adds around it, through the hooks of `adapters.fastrtc.MediaStream` (never by patching fastrtc):
 
 * barge-in tells Twilio to drop the audio it has buffered (`{"event": "clear"}`), not only fastrtc's queue;
 * the call's transcript and card reach the live feed (`/outputs`), which fastrtc drops for phone calls;
@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import WebSocket
 from fastapi.websockets import WebSocketDisconnect, WebSocketState
-from fastrtc.websocket import WebSocketHandler
+
+from components.adapters.fastrtc import MediaStream
 
 if TYPE_CHECKING:
     from fastrtc import AdditionalOutputs, AsyncStreamHandler
@@ -43,14 +44,12 @@ MAX_MEDIA_PAYLOAD = 16_000  # base64 characters: Twilio sends 20 ms (160 bytes) 
 _BACKGROUND: set[asyncio.Task] = set()
 
 
-class PhoneCall(WebSocketHandler):
+class PhoneCall(MediaStream):
     """fastrtc's Twilio WebSocket handler, plus what a real phone call needs (see the module docstring)."""
 
     def __init__(self, handler: AsyncStreamHandler, line: PhoneLine) -> None:
         super().__init__(handler, self._register, self._clean_up, self._outputs)
         self.line = line
-        self.start_up_task: asyncio.Task | None = None  # fastrtc sets it on `start`, but reads it in any case
-        self._emit_to_queue_task: asyncio.Task | None = None
         self.socket: TwilioSocket | None = None
         self.call_sid: str | None = None
         self.started_at: dt.datetime | None = None  # when the line admitted it (what the call wrote came after)
@@ -61,7 +60,7 @@ class PhoneCall(WebSocketHandler):
 
     # fastrtc's callbacks -----------------------------------------------------------------------------
 
-    async def _register(self, stream_sid: str, _: WebSocketHandler) -> None:
+    async def _register(self, stream_sid: str, _: MediaStream) -> None:
         self.line.connections[stream_sid] = [self]
 
     def _outputs(self, stream_sid: str) -> Callable[[AdditionalOutputs], None]:
@@ -74,28 +73,25 @@ class PhoneCall(WebSocketHandler):
         if self.admitted is not None:
             self._spawn(self.stream_handler.shutdown())
 
-    def _clear_queue(self) -> None:
-        """Barge-in: drop our queue (fastrtc) and what Twilio has buffered for the caller (the `clear` message)."""
-        super()._clear_queue()
-        self.playing_durations.clear()
+    # fastrtc's hooks (adapters.fastrtc.MediaStream) -------------------------------------------------
+
+    def on_barge_in(self) -> None:
+        """Barge-in: fastrtc dropped its queue; drop what Twilio has buffered for the caller (the `clear` message)."""
         socket = self.socket
         if socket is not None and self.stream_id and socket.playing_s() > 0:
             socket.played_out()
             self._spawn(socket.send_json({"event": "clear", "streamSid": self.stream_id}))
 
-    async def _wait_for_audio_completion(self) -> None:
+    async def before_stopping(self) -> None:
         """The agent closed the call: hang up once Twilio reports the last audio played (our `mark`)."""
-        try:
-            if self.ending == "caller_hung_up":
-                self.ending = "ended"
-            socket = self.socket
-            if socket is not None and self.stream_id and socket.playing_s() > 0:
-                wait = min(HANGUP_WAIT_MAX_S, socket.playing_s() + HANGUP_GRACE_S)
-                await socket.send_json({"event": "mark", "streamSid": self.stream_id, "mark": {"name": HANGUP_MARK}})
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.hangup_heard.wait(), wait)
-        finally:
-            self.quit.set()
+        if self.ending == "caller_hung_up":
+            self.ending = "ended"
+        socket = self.socket
+        if socket is not None and self.stream_id and socket.playing_s() > 0:
+            wait = min(HANGUP_WAIT_MAX_S, socket.playing_s() + HANGUP_GRACE_S)
+            await socket.send_json({"event": "mark", "streamSid": self.stream_id, "mark": {"name": HANGUP_MARK}})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.hangup_heard.wait(), wait)
 
     # ours ------------------------------------------------------------------------------------------
 
@@ -117,15 +113,15 @@ class PhoneCall(WebSocketHandler):
 
     def hang_up(self, ending: str) -> None:
         self.ending = ending
-        self.quit.set()
+        self.stop()
 
     async def _supervise(self) -> None:
         """End the call if the handler crashes, and at the hard time limit if the handler did not end it."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.line.settings.hard_time_limit_s
-        while self.start_up_task is None and loop.time() < deadline:
+        while self.engine_task is None and loop.time() < deadline:
             await asyncio.sleep(0.05)
-        task = self.start_up_task
+        task = self.engine_task
         if task is not None:
             await asyncio.wait({task}, timeout=max(0.0, deadline - loop.time()))
             if task.done() and not task.cancelled() and task.exception() is not None:
@@ -232,11 +228,11 @@ class TwilioSocket:
 
     async def _receive_text(self) -> str | None:
         """The next text message, or None once we hang up (raises WebSocketDisconnect if Twilio did)."""
-        if self.call.quit.is_set():
+        if self.call.stopped():
             return None
         if self._pending is None:
             self._pending = asyncio.ensure_future(self.websocket.receive())
-        quitting = asyncio.ensure_future(self.call.quit.wait())
+        quitting = asyncio.ensure_future(self.call.wait_stopped())
         try:
             await asyncio.wait({self._pending, quitting}, return_when=asyncio.FIRST_COMPLETED)
         finally:

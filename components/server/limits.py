@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse
 from fastrtc import WebRTC
 from fastrtc.webrtc_connection_mixin import WebRTCConnectionMixin
 
-from components.adapters.fastrtc import calls, hang_up, started
+from components.adapters.fastrtc import calls, hang_up, screen_offers, started
 from components.web.guard import requester
 
 RESERVATION_TTL_S = 30.0  # from the webhook's answer to the media stream's `start`
@@ -91,12 +91,7 @@ class CallLimiter:
         in use (fastrtc's own check counts one component at a time, and the page has one per voice engine) or
         `gate` says no."""
         self.watch(component)
-        handle_offer = component.handle_offer
-
-        async def limited_offer(body: dict[str, Any], set_outputs: Callable) -> Any:
-            return await self.offer(component, body, lambda: handle_offer(body, set_outputs), gate)
-
-        component.handle_offer = limited_offer
+        screen_offers(component, lambda body, answer: self.offer(component, body, answer, gate))
 
     async def offer(
         self, pool: WebRTCConnectionMixin, body: dict[str, Any], answer: Callable, gate: OfferGate | None = None

@@ -23,10 +23,11 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Query, Request, WebSocket
 from fastapi.responses import JSONResponse, StreamingResponse
-from fastrtc import AdditionalOutputs, AsyncStreamHandler, Stream, WebRTC
+from fastrtc import AdditionalOutputs, AsyncStreamHandler, WebRTC
 from fastrtc.stream import Body
 from pydantic import Field
 
+from components.adapters.fastrtc import ServerStream, tap_outputs
 from components.call.allowance import Allowance
 from components.call.notices import notice
 from components.call.options import CallRequest
@@ -57,7 +58,7 @@ class OfferBody(Body):
     code: str | None = Field(default=None, max_length=128)
 
 
-class VoicebotStream(Stream):
+class VoicebotStream(ServerStream):
     """fastrtc's `Stream` for the voice handler, with the phone and the live feed done properly.
 
     Overrides (fastrtc's routes call these methods, so `mount`, and `fastphone`, serve ours):
@@ -126,7 +127,7 @@ class VoicebotStream(Stream):
         """What runs beside the server for as long as it does: the texts' round, when texts are set up."""
         return [self.phone.send_rounds] if self.phone.texts is not None else []
 
-    def _check_colab_or_spaces(self) -> None:
+    def check_at_start(self) -> None:
         """fastrtc refuses to start on a Space without TURN; the phone needs none, and the UI warns itself."""
         if self.line.on_space and not self.rtc_configuration:
             log.warning("No TURN server configured: browser calls from some networks may fail (phone calls work).")
@@ -239,23 +240,4 @@ class VoicebotStream(Stream):
         and the live feed."""
         self.ui_components.append(component)
         self.limiter.guard(component, gate)
-        feed = self.feed
-        set_outputs_for, clean_up = component.set_additional_outputs, component.clean_up
-
-        def outputs_to_ui_and_feed(webrtc_id: str) -> Callable[[AdditionalOutputs], None]:
-            to_ui, to_feed = set_outputs_for(webrtc_id), feed.publisher(webrtc_id)
-
-            def both(outputs: AdditionalOutputs) -> None:
-                to_ui(outputs)
-                to_feed(outputs)
-
-            return both
-
-        def clean_up_and_close(webrtc_id: str) -> Any:
-            try:
-                return clean_up(webrtc_id)
-            finally:
-                feed.close(webrtc_id)
-
-        component.set_additional_outputs = outputs_to_ui_and_feed
-        component.clean_up = clean_up_and_close
+        tap_outputs(component, self.feed.publisher, self.feed.close)

@@ -16,6 +16,7 @@ import gradio as gr
 from fastapi import FastAPI
 from fastrtc import AsyncStreamHandler
 
+from components.adapters.fastrtc import use_server_ice_of
 from components.restaurant.config import RestaurantConfig
 from components.server.limits import OfferGate, webrtc_components
 from components.server.routes import VoicebotStream
@@ -52,7 +53,7 @@ def build_stream(
         options.setdefault("rtc_configuration", components[0].rtc_configuration)
     stream = VoicebotStream(handler, config=config, settings=settings, line=line, **options)
     if components:
-        stream.server_rtc_configuration = components[0].server_rtc_configuration
+        use_server_ice_of(stream, components[0])
     for component in components:
         stream.attach(component, gate)
     return stream

@@ -34,7 +34,7 @@ from openai import AsyncOpenAI
 from openai.lib.live import AsyncTranscriptGrouper, TranscriptSegment, TranscriptSegmentClosedEvent
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from components.adapters.fastrtc import to_fastrtc
+from components.adapters.fastrtc import clear_transport, serve_phone_line, to_fastrtc
 from components.call.barge_in import level_dbfs
 from components.call.call import Call, CallEnded, page_request
 from components.call.costs import live_cost, responses_cost
@@ -100,8 +100,7 @@ class LiveHandler(AsyncStreamHandler):
 
     def use_phone_line(self) -> None:
         """A phone call: μ-law at 8 kHz straight through, both ways."""
-        self.phone_mode = True
-        self.input_sample_rate = self.output_sample_rate = PHONE_RATE
+        serve_phone_line(self, rate=PHONE_RATE)
         self.playout = Playout(sample_rate=PHONE_RATE)
 
     # ---- fastrtc interface -------------------------------------------------------------------------
@@ -321,8 +320,7 @@ class LiveHandler(AsyncStreamHandler):
         self._reported_s = 0.0  # the billable seconds the session last reported
         self._end_utterance()
         self.playout.clear()
-        if self._clear_queue is not None:
-            self.clear_queue()
+        clear_transport(self)
 
     # ---- what the caller hears ---------------------------------------------------------------------
 

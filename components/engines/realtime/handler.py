@@ -25,7 +25,7 @@ from fastrtc import AsyncStreamHandler
 from openai import AsyncOpenAI
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from components.adapters.fastrtc import to_fastrtc
+from components.adapters.fastrtc import clear_transport, serve_phone_line, to_fastrtc
 from components.call.call import Call, CallEnded, page_request
 from components.call.costs import realtime_cost
 from components.call.notices import notice, service_error
@@ -86,7 +86,7 @@ class RealtimeHandler(AsyncStreamHandler):
 
     def use_phone_line(self) -> None:
         """A phone call: fastrtc converts the line's 8 kHz μ-law to and from the session's 24 kHz."""
-        self.phone_mode = True
+        serve_phone_line(self)
 
     # ---- fastrtc interface -------------------------------------------------------------------------
 
@@ -330,8 +330,7 @@ class RealtimeHandler(AsyncStreamHandler):
         return self.floor is None or self.floor.shown(event.get("item_id", ""))
 
     def _clear_transport(self) -> None:
-        if self._clear_queue is not None:
-            self.clear_queue()  # fastrtc's queue, and on the phone Twilio's buffer (`clear`)
+        clear_transport(self)  # fastrtc's queue, and on the phone Twilio's buffer (`clear`)
 
     async def _send_event(self, kind: str, fields: dict[str, Any]) -> None:
         conn = self._conn
