@@ -13,12 +13,12 @@ from pathlib import Path
 import gradio as gr
 from starlette.middleware import Middleware
 
+from components.adapters.aiortc import hear_callers_sooner
 from components.console.access import OwnerAccess
 from components.console.page import Console
 from components.engines.live import LiveHandler
 from components.engines.pipeline.handler import PipelineHandler
 from components.engines.realtime import RealtimeHandler
-from components.engines.uplink import hear_callers_sooner
 from components.restaurant.config import load_config
 from components.server.limits import share_call_limit
 from components.server.run import build_server, run_phone, serve

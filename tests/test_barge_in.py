@@ -233,7 +233,7 @@ def test_over_webrtc_the_callers_audio_is_released_as_soon_as_a_frame_is_complet
     from aiortc import rtcrtpreceiver
     from aiortc.rtp import RtpPacket
 
-    from components.engines.uplink import hear_callers_sooner
+    from components.adapters.aiortc import hear_callers_sooner
 
     monkeypatch.setattr(rtcrtpreceiver, "JitterBuffer", rtcrtpreceiver.JitterBuffer)  # put back afterwards
     hear_callers_sooner()

@@ -2,8 +2,8 @@
 (`listening`) → STT → LLM → TTS (`pipeline`).
 
 Each is a fastrtc `AsyncStreamHandler` holding one shared `Call`; no engine imports another. Shared by them:
-`playout` paces the agent's voice, `floor` wires the local barge-in and the echo check around it, `uplink` hands
-over the caller's WebRTC audio sooner; `adapters.fastrtc` turns the call's outputs into fastrtc's.
+`playout` paces the agent's voice, `floor` wires the local barge-in and the echo check around it;
+`adapters.fastrtc` turns the call's outputs into fastrtc's and holds what else they rely on from fastrtc.
 
 May import: adapters, call, listening, restaurant, store, settings
 Never imports: gradio
