@@ -30,8 +30,6 @@ from components.adapters.fastrtc import FASTRTC_VERSION
 ROOT = Path(__file__).resolve().parents[1]
 LIBRARIES = ("fastrtc", "aiortc")
 ADAPTERS = "components/adapters/"
-# The pipeline handler being rewritten (off ReplyOnPause) still subclasses fastrtc's internals; drop this when it lands.
-PENDING = "components/engines/pipeline/handler.py"
 
 
 def test_fastrtc_is_the_version_its_adapter_was_reviewed_for() -> None:
@@ -317,7 +315,7 @@ def patches(root: Path = ROOT) -> list[str]:
 
 
 def test_nothing_outside_the_adapters_patches_fastrtc_or_aiortc() -> None:
-    found = [place for place in patches() if not place.startswith(f"{PENDING}:")]
+    found = patches()
     assert found == [], "move these into components/adapters/ (fastrtc.py or aiortc.py), saying why there"
 
 

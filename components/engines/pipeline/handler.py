@@ -30,7 +30,7 @@ import openai
 from fastrtc import AsyncStreamHandler
 from openai import AsyncOpenAI
 
-from components.adapters.fastrtc import to_fastrtc
+from components.adapters.fastrtc import clear_transport, serve_phone_line, to_fastrtc
 from components.call.call import Call, CallEnded, page_request
 from components.call.notices import notice, service_error
 from components.call.state import CloseReason
@@ -84,7 +84,7 @@ class PipelineHandler(AsyncStreamHandler):
 
     def use_phone_line(self) -> None:
         """A phone call: fastrtc converts the line's 8 kHz μ-law to and from the engine's rates."""
-        self.phone_mode = True
+        serve_phone_line(self)
 
     # ---- fastrtc interface (all on the event loop) -------------------------------------------------
 
@@ -302,8 +302,7 @@ class PipelineHandler(AsyncStreamHandler):
             self.call.changed()
 
     def _clear_transport(self) -> None:
-        if self._clear_queue is not None:
-            self.clear_queue()  # fastrtc's queue, and on the phone Twilio's buffer (`clear`)
+        clear_transport(self)  # fastrtc's queue, and on the phone Twilio's buffer (`clear`)
 
     # ---- failures ----------------------------------------------------------------------------------
 
