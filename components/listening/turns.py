@@ -42,7 +42,7 @@ from components.listening.vad import RATE, VAD, WINDOW, SileroStream
 class TurnOptions:
     """The turn-taking policy. Defaults tuned on `bench/end_of_turn.py` (its output states the set's size)."""
 
-    floor_ms: int = 200  # silence after the last speech before the end-of-turn model is asked
+    floor_ms: int = 300  # silence before the end-of-turn model is asked (200: more commas taken for ends)
     max_silence_ms: int = 1600  # silence that ends a turn whatever the model says
     interrupt_speech_ms: int = 800  # speech over the agent that makes an interruption (a backchannel is shorter)
     preroll_ms: int = 300  # audio before speech started kept in the turn (first syllable not clipped)
