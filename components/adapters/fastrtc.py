@@ -10,8 +10,9 @@ What it relies on:
 * the component's `state_change` event (public), the one its own `on_additional_outputs` listens to;
 * a component (and `Stream`) answering offers with its `handle_offer(body, set_outputs)`, taking a call's output
   sink from `set_additional_outputs(webrtc_id)`, and forgetting a call and shutting its handler with
-  `clean_up(webrtc_id)` (also when a peer goes away), each looked up on the instance when used; a `Stream` subclass overrides them (and the routes `offer`, `handle_incoming_call`,
-  `telephone_handler`, `websocket_offer`), since `Stream.mount` routes to those methods;
+  `clean_up(webrtc_id)` (also when a peer goes away), each looked up on the instance when used; a `Stream`
+  subclass overrides them (and the routes `offer`, `handle_incoming_call`, `telephone_handler`,
+  `websocket_offer`), since `Stream.mount` routes to those methods;
 * `server_rtc_configuration`: the converted (aiortc `RTCConfiguration`) form of the constructor's dict;
 * a stream handler's `phone_mode` (a property with a setter: on a phone line fastrtc converts its rates from and to
   8 kHz μ-law), its `input_sample_rate` / `output_sample_rate`, and its `clear_queue`, a property that returns the
