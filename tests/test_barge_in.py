@@ -102,6 +102,17 @@ def test_speech_still_going_after_the_confirm_time_cuts_though_its_syllables_are
     assert agent.events == ["pause", "cut"]
 
 
+def test_a_short_word_whose_edges_dip_under_the_threshold_still_confirms_but_cannot_start_a_pause() -> None:
+    agent = Agent()
+    # "Stop," through a browser's gain control: 40 ms over the threshold, a dip of a few dB, 180 ms over, a fading
+    # tail; only 220 ms is over -40 dBFS, 260 ms is within a few dB of it
+    run(agent, (40, -30.0), (20, -43.0), (180, -30.0), (20, -43.0), (700, None))
+    assert agent.events == ["pause", "cut"]
+    quiet = Agent()
+    run(quiet, (600, -43.0))  # the same level never starts a pause on its own
+    assert quiet.events == []
+
+
 def test_a_burst_that_stops_is_not_confirmed_however_loud_it_was() -> None:
     agent = Agent()
     run(agent, (200, -10.0), (800, None))  # loud, but over before the confirm time

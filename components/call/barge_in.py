@@ -7,9 +7,11 @@ So every engine hands the caller's frames to a `BargeIn`, which listens for the 
 1. **Onset** (`onset_ms` of frames above the threshold, 40 ms by default): the engine *pauses* its playout at
    once (what was handed to the transport but not yet heard is taken back, so nothing is lost).
 2. **Confirmed** speech (still sounding `confirm_ms` after the onset, 250 ms by default, at least half of it
-   loud; or the engine's own evidence: the Realtime server's turn, the pipeline's ears): the answer is *cut*
-   as before, with what was heard. An engine whose ears tell an interruption from a backchannel (はい, uh-huh,
-   as loud as any word) is the only one to confirm (`confirms_itself=False`).
+   loud; once paused, loud means up to `HOLD_DB` under the threshold, a VAD's hysteresis, since a word's fading
+   syllables and a browser's gain control dip under the level that started it; or the engine's own evidence:
+   the Realtime server's turn, the pipeline's ears): the answer is *cut* as before, with what was heard. An
+   engine whose ears tell an interruption from a backchannel (はい, uh-huh, as loud as any word) is the only one
+   to confirm (`confirms_itself=False`).
 3. **Nothing confirmed** within `resume_ms` (500 ms by default): it was a cough, a door, a click; playback
    *resumes* where it paused and the transcript shows no cut.
 
@@ -32,6 +34,7 @@ from components.call.clock import Clock, LoopClock, Timer
 from components.settings import BargeInSettings
 
 SILENT_DBFS = -120.0
+HOLD_DB = 6.0  # once the caller has started, audio this far under the onset threshold still counts as speech
 
 
 def level_dbfs(pcm: np.ndarray) -> float:
@@ -75,10 +78,13 @@ class BargeIn:
         self._timer: Timer | None = None
 
     def threshold_dbfs(self) -> float:
+        """The level of speech: the onset's, or `HOLD_DB` under it once paused (an espeak "Stop," has ~240 ms
+        over -40 dBFS and ~280 over -46 after a browser's processing). Never under what echo can reach."""
+        floor = self.settings.threshold_dbfs - (HOLD_DB if self.state == self.PAUSED else 0.0)
         if not self.echo_guard:
-            return self.settings.threshold_dbfs
+            return floor
         echo = self._played_dbfs() - self.settings.echo_loss_db + self.settings.echo_margin_db
-        return max(self.settings.threshold_dbfs, echo)
+        return max(floor, echo)
 
     def hear(self, pcm: np.ndarray, rate: int) -> None:
         """One frame of the caller's audio (on the loop)."""
