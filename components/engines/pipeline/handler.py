@@ -76,7 +76,7 @@ class PipelineHandler(AsyncStreamHandler):
         self._queued_instruction: str | None = None
         self._failures = 0
         self._shutting_down = False
-        self._utterance = ""  # the caller's utterance in progress, as the echo check names it
+        self._utterance = 0  # the caller's utterance in progress, numbered for the echo check
         self.floor: VoiceFloor | None = None  # barge-in and the echo check, made when the call starts
 
     def copy(self) -> PipelineHandler:
@@ -165,7 +165,7 @@ class PipelineHandler(AsyncStreamHandler):
             self.call,
             self.playout,
             rate=INPUT_RATE,
-            clear_transport=self._clear_transport,
+            clear_transport=lambda: clear_transport(self),  # fastrtc's queue; on the phone, Twilio's buffer too
             speaking=self._agent_active,
             cut=self._barge_in,
             echo_guard=self.phone_mode,  # a phone's handset may not cancel the agent's echo
@@ -188,7 +188,7 @@ class PipelineHandler(AsyncStreamHandler):
         assert self.floor is not None
         barge, echo = self.floor.barge, self.floor.echo
         if isinstance(heard, SpeechStarted):
-            self._utterance = f"utterance-{time.monotonic_ns()}"
+            self._utterance += 1
             if barge.echo_guard and self.playout.speaking and not barge.paused:
                 echo.suspect(self._utterance)  # the VAD heard a voice the local detector did not: maybe echo
         elif isinstance(heard, Interruption):
@@ -300,9 +300,6 @@ class PipelineHandler(AsyncStreamHandler):
         if reply is not None:
             reply.cut(heard, self.call.state)
             self.call.changed()
-
-    def _clear_transport(self) -> None:
-        clear_transport(self)  # fastrtc's queue, and on the phone Twilio's buffer (`clear`)
 
     # ---- failures ----------------------------------------------------------------------------------
 

@@ -96,7 +96,7 @@ class RealtimeHandler(AsyncStreamHandler):
                 self.floor = Floor(
                     self.call,
                     self.playout,
-                    clear_transport=self._clear_transport,
+                    clear_transport=lambda: clear_transport(self),  # fastrtc's queue; on the phone, Twilio's too
                     send=self._send_event,
                     responding=lambda: self._response_active,
                     echo_guard=self.phone_mode,  # a phone's handset may not cancel the agent's echo
@@ -328,9 +328,6 @@ class RealtimeHandler(AsyncStreamHandler):
 
     def _shown(self, event: dict[str, Any]) -> bool:
         return self.floor is None or self.floor.shown(event.get("item_id", ""))
-
-    def _clear_transport(self) -> None:
-        clear_transport(self)  # fastrtc's queue, and on the phone Twilio's buffer (`clear`)
 
     async def _send_event(self, kind: str, fields: dict[str, Any]) -> None:
         conn = self._conn
