@@ -23,6 +23,7 @@ from components.listening import (
 )
 from components.listening.features import SAMPLES, log_mel
 from components.listening.smart_turn import MODEL_PATH
+from components.listening.vad import MODEL_PATH as VAD_MODEL_PATH
 from tests.speech import speech_pcm
 
 RATE = 16_000
@@ -84,6 +85,24 @@ def test_a_quiet_line_is_silence_and_the_words_after_it_are_heard_from_the_first
         assert any(speech[lead : lead + 4])  # the first word, not a chunk later
         assert sum(speech) * 512 >= 0.7 * words.size
         assert vad.model_windows < len(speech) - lead  # the quiet lead was never given to the model
+
+
+def test_calls_share_one_vad_model_but_each_keeps_its_own_stream() -> None:
+    calls = [
+        say("Hello, I would like to book a table for four people tomorrow."),
+        say("明日の夜七時に、四名でお願いします。", "ja"),
+    ]
+    size = min(audio.size for audio in calls) // FRAME * FRAME
+    alone = []
+    for audio in calls:
+        vad = SileroStream()
+        alone.append([s for at in range(0, size, FRAME) for s in vad.windows(audio[at : at + FRAME])])
+    together: list[list[bool]] = [[], []]
+    streams = [SileroStream(), SileroStream()]
+    for at in range(0, size, FRAME):  # frame by frame, turn about, as two calls on one loop
+        for index, audio in enumerate(calls):
+            together[index] += streams[index].windows(audio[at : at + FRAME])
+    assert together == alone and all(any(speech) for speech in alone)
 
 
 def test_features_match_whispers_feature_extractor() -> None:
@@ -187,8 +206,9 @@ def test_reset_forgets_the_utterance_in_progress() -> None:
     assert not ears.in_utterance and kinds(listen(ears, silence(1.0))) == []
 
 
-def test_the_model_is_a_file_in_the_repository_and_loads_with_no_network() -> None:
-    assert MODEL_PATH.is_file() and MODEL_PATH.is_relative_to(Path(__file__).resolve().parents[1] / "assets")
+def test_the_models_are_files_in_the_repository_and_load_with_no_network() -> None:
+    assets = Path(__file__).resolve().parents[1] / "assets"
+    assert all(path.is_file() and path.is_relative_to(assets) for path in (MODEL_PATH, VAD_MODEL_PATH))
     script = (
         "import socket, numpy as np\n"
         "def refuse(*args, **kwargs): raise OSError('network used')\n"
@@ -196,6 +216,8 @@ def test_the_model_is_a_file_in_the_repository_and_loads_with_no_network() -> No
         "from components.listening import SmartTurn\n"
         "p = SmartTurn().probability(np.zeros(16000, dtype=np.float32))\n"
         "assert 0.0 <= p <= 1.0, p\n"
+        "from components.listening import SileroStream\n"
+        "assert SileroStream().probability(np.zeros(512, dtype=np.float32)) < 0.5\n"
         "print('ok')\n"
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": "/nonexistent"}
