@@ -287,6 +287,10 @@ def select_booking(page: Page, name: str, booking_id: str) -> None:
         arg=booking_id,
         timeout=10_000,
     )
+    # Gradio shows an event's outputs a moment before its own state holds them: a value typed at once was sent as
+    # the one just shown (the move test moved a booking to its own table, in ~1 run of 20). A person never types
+    # that fast; the test waits as long as one would.
+    page.wait_for_timeout(300)
 
 
 def show_bookings_from(page: Page, day: str) -> None:
