@@ -44,7 +44,7 @@ class TurnOptions:
 
     floor_ms: int = 300  # silence before the end-of-turn model is asked (200: more commas taken for ends)
     max_silence_ms: int = 1600  # silence that ends a turn whatever the model says
-    interrupt_speech_ms: int = 800  # speech over the agent that makes an interruption (a backchannel is shorter)
+    interrupt_speech_ms: int = 896  # 28 windows of speech over the agent: an interruption (a backchannel is shorter)
     preroll_ms: int = 300  # audio before speech started kept in the turn (first syllable not clipped)
     max_turn_s: float = 20.0
     start_speech_ms: int = 64  # speech that opens an utterance: a click or a breath is shorter
