@@ -140,18 +140,21 @@ async def _add_server_stamps(
             log.answer_starts, log.detections = stamps.answer_starts, stamps.speech_started
             log.turns, log.replies, log.stops = stamps.turns, stamps.replies, stamps.model_stops
         if server.fake is not None and target.transport == "webrtc" and log.failure is None:
-            log.cost_usd = await _card_cost(client, server.url, caller.webrtc_id)
+            log.card_turns = await _card_turns(client, server.url, caller.webrtc_id)
+            if log.card_turns is not None:
+                log.cost_usd = sum(turn.get("cost_usd") or 0.0 for turn in log.card_turns)
             log.card_s = (log.spoken[-1].ended - log.spoken[0].started) if log.spoken else None
 
 
-async def _card_cost(client: httpx.AsyncClient, url: str, webrtc_id: str) -> float | None:
-    """What the call's card showed at its end: the live feed keeps an ended call's last view a while."""
+async def _card_turns(client: httpx.AsyncClient, url: str, webrtc_id: str) -> list[dict] | None:
+    """The turns the call's card showed at its end (figures, cost): the live feed keeps an ended call's last view
+    a while."""
     try:
         where = {"params": {"webrtc_id": webrtc_id}, "headers": from_address(webrtc_id), "timeout": 10}
         async with client.stream("GET", f"{url}/outputs", **where) as feed:
             async for line in feed.aiter_lines():
                 if line.startswith("data:"):
-                    return sum(turn.get("cost_usd") or 0.0 for turn in json.loads(line[5:]).get("turns", []))
+                    return list(json.loads(line[5:]).get("turns", []))
     except httpx.HTTPError:
         return None
     return None

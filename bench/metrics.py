@@ -57,6 +57,7 @@ class CallLog:
     clears: list[float] | None = None
     stops: list[float] = field(default_factory=list)  # GPT-Live's model stopped for the caller
     cost_usd: float | None = None  # what the call's card showed at its end
+    card_turns: list[dict] | None = None  # the card's turns at its end (the pipeline's own figures per turn)
     card_s: float | None = None  # how long the call talked, for the card's cost per minute
     turns: list[HeardTurn] = field(default_factory=list)
     replies: list[SpokenReply] = field(default_factory=list)

@@ -8,8 +8,10 @@ Endpoints
 =========
 ``POST /v1/audio/transcriptions`` (multipart, like the SDK sends it)
     Answers ``{"text": ...}`` with the transcript of the next :func:`on_caller_speech` turn, in order (the
-    script's ``default_transcript`` once none is left). Records the model, the ``language`` hint, the
-    ``prompt`` and the audio (WAV duration, sample rate).
+    script's ``default_transcript`` once none is left). Audio that goes on from the previous request's (the same
+    utterance, asked early at a pause and again once the caller said more) is the same turn: its transcript
+    again, no new turn taken. Records the model, the ``language`` hint, the ``prompt`` and the audio (WAV
+    duration, sample rate; ``same_utterance``).
 ``POST /v1/chat/completions`` (``stream: true``: SSE chunks, ``data: [DONE]``; ``stream: false``: one JSON)
     Plays the script: text is streamed in small ``delta.content`` pieces, tool calls as ``delta.tool_calls``
     (id, name, then the arguments in fragments), ``finish_reason`` ``tool_calls``/``stop``, and a usage chunk
@@ -276,6 +278,14 @@ def _content(message: dict) -> str:
     return content or ""
 
 
+def _wav_samples(data: bytes) -> bytes:
+    try:
+        with wave.open(io.BytesIO(data)) as wav:
+            return wav.readframes(wav.getnframes())
+    except (wave.Error, EOFError):
+        return b""
+
+
 def _wav_figures(data: bytes) -> dict[str, Any]:
     try:
         with wave.open(io.BytesIO(data)) as wav:
@@ -395,6 +405,7 @@ class FakeOpenAIServer:
             self._calls: dict[str, tuple[_Run, int]] = {}  # tool call id -> (turn, next step)
             self._seen: dict[str, _Run] = {}  # a request's messages -> its turn, so a retry continues it
             self._speech_count = 0
+            self._last_upload: tuple[bytes, _Run] | None = None  # the previous transcription's samples, and turn
 
     def fail(self, endpoint: str, status: int = 500, *, times: int = 1, message: str | None = None) -> None:
         """The next `times` requests to `endpoint` ("transcriptions", "chat", "speech") get HTTP `status`."""
@@ -497,9 +508,11 @@ class FakeOpenAIServer:
     async def _transcriptions(self, request: web.Request) -> web.Response:
         form = await request.post()
         fields: dict[str, Any] = {}
+        samples = b""
         for name, value in form.items():
             if isinstance(value, web.FileField):
                 data = value.file.read()
+                samples = _wav_samples(data)
                 fields[name] = {"filename": value.filename, "content_type": value.content_type, "bytes": len(data)}
                 fields.update(_wav_figures(data))
             else:
@@ -509,14 +522,23 @@ class FakeOpenAIServer:
             return refused
         await asyncio.sleep(self.latency["transcriptions"])
         with self._lock:
-            self._speech_count += 1
-            turn = self._speech_turns.popleft() if self._speech_turns else None
-            steps = list(turn.steps) if turn else [say(self.script.default_reply)]
-            said = [step.text for step in steps if isinstance(step, UserSaid)]
-            text = said[0] if said else self.script.default_transcript
-            run = _Run(f"speech#{self._speech_count}", steps, transcript=text)
-            if text.strip():
-                self._transcribed.append(run)
+            last = self._last_upload
+            # not yet answered (an answered turn's words said again are a new turn), and the same samples from the start
+            unanswered = last is not None and last[1] in self._transcribed
+            fields["same_utterance"] = bool(unanswered and last[0] and samples.startswith(last[0]))
+            if fields["same_utterance"]:
+                assert last is not None
+                run, text = last[1], last[1].transcript or ""
+            else:
+                self._speech_count += 1
+                turn = self._speech_turns.popleft() if self._speech_turns else None
+                steps = list(turn.steps) if turn else [say(self.script.default_reply)]
+                said = [step.text for step in steps if isinstance(step, UserSaid)]
+                text = said[0] if said else self.script.default_transcript
+                run = _Run(f"speech#{self._speech_count}", steps, transcript=text)
+                if text.strip():
+                    self._transcribed.append(run)
+            self._last_upload = (samples, run)
             record.turn = run.label
         fields["text"] = text
         return web.json_response({"text": text, "usage": {"type": "duration", "seconds": 1}})

@@ -15,6 +15,7 @@ from components.listening import (
     Backchannel,
     Ears,
     Interruption,
+    Pausing,
     SileroStream,
     SmartTurn,
     SpeechStarted,
@@ -123,9 +124,12 @@ def test_a_finished_sentence_ends_the_turn_after_the_floor_and_one_model_check()
     for text, voice in (("Yes, that's right.", "en"), ("やまだです。", "ja")):
         words = say(text, voice)
         heard = listen(Ears(end_of_turn=MODEL), np.concatenate([silence(0.5), words, silence(2.0)]))
-        assert kinds(heard) == ["SpeechStarted", "TurnEnded"], (text, heard)
-        at, ended = heard[1]
+        assert kinds(heard) == ["SpeechStarted", "Pausing", "TurnEnded"], (text, heard)
+        (_, pausing), (at, ended) = heard[1:]
         assert isinstance(ended, TurnEnded) and ended.complete is not None and ended.complete >= 0.5
+        # the words were handed over at the floor, and only silence came after them
+        assert isinstance(pausing, Pausing) and ended.pause == pausing.number
+        assert np.array_equal(pausing.audio, ended.audio[: pausing.audio.size])
         floor = TurnOptions().floor_ms
         assert (
             floor - 50 <= ended.waited_ms <= floor + 60 and at <= (0.5 * RATE + words.size) * 1000 // RATE + floor + 100
@@ -140,9 +144,13 @@ def test_a_pause_the_model_calls_unfinished_is_one_turn_and_the_silence_limit_st
     model = Scripted(0.1)
     options = TurnOptions()
     heard = listen(Ears(end_of_turn=model, options=options), audio)
-    assert kinds(heard) == ["SpeechStarted", "TurnEnded"]
-    ended = heard[1][1]
+    assert kinds(heard) == ["SpeechStarted", "Pausing", "Pausing", "TurnEnded"]
+    (_, in_the_pause), (_, at_the_end), (_, ended) = heard[1:]
     assert isinstance(ended, TurnEnded) and ended.complete is None
+    # the pause's words are superseded by those at the end, which hold the whole utterance
+    assert isinstance(in_the_pause, Pausing) and isinstance(at_the_end, Pausing)
+    assert in_the_pause.audio.size < first.size + 0.5 * RATE + 0.9 * RATE <= at_the_end.audio.size
+    assert ended.pause == at_the_end.number != in_the_pause.number
     assert abs(ended.waited_ms - options.max_silence_ms) <= 32
     assert ended.audio.size >= first.size + second.size + 0.9 * RATE
     assert model.asked == 2  # once at the floor in the pause, once at the end (no rechecks by default)
@@ -160,7 +168,7 @@ def test_speech_resuming_while_the_model_thinks_voids_its_answer() -> None:
             await asyncio.sleep(0.001 if at < 0.5 * RATE + first.size + 0.3 * RATE else 0.02)
         return [type(event).__name__ for event in heard]
 
-    assert asyncio.run(run()) == ["SpeechStarted", "TurnEnded"]
+    assert asyncio.run(run()) == ["SpeechStarted", "Pausing", "Pausing", "TurnEnded"]
 
 
 def test_without_a_model_a_fixed_silence_ends_the_turn() -> None:
@@ -194,7 +202,7 @@ def test_a_short_answer_overlapping_the_end_of_the_agents_question_is_a_turn() -
     audio = np.concatenate([silence(0.5), say("はい", "ja"), silence(1.5)])
     agent = [at < 0.6 * RATE for at in range(0, audio.size, FRAME)]  # the agent falls quiet 100 ms into はい
     heard = listen(Ears(end_of_turn=Scripted(0.9)), audio, agent)
-    assert kinds(heard) == ["SpeechStarted", "TurnEnded"]
+    assert kinds(heard) == ["SpeechStarted", "Pausing", "TurnEnded"]
 
 
 def test_reset_forgets_the_utterance_in_progress() -> None:

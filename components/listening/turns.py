@@ -10,11 +10,13 @@
   Unless the agent had fallen quiet by the caller's last word: a short answer that overlapped the tail of a
   question ("…よろしいですか" / "はい") is an answer, and is judged as a turn.
 * **A turn** ends with `TurnEnded`. After `floor_ms` of silence the end-of-turn model is asked about the
-  utterance; "complete" (≥ `complete_at`) ends it, "not yet" keeps waiting (once per pause, as Pipecat asks: each
-  check costs ~80 ms of a core, and on our set more checks shortened no wait; `recheck_ms` asks again after that
-  much more silence); `max_silence_ms` of silence ends it whatever the model says, and so does
-  `max_turn_s` of utterance. Speech resuming while a check runs voids that check. Without a model
-  (`end_of_turn=None`, the VAD-only baseline) a fixed `fallback_silence_ms` of silence ends the turn.
+  utterance, and `Pausing` hands the engine the utterance so far, so that it can be transcribed while the model
+  and the silence decide (`TurnEnded.pause` names that `Pausing` if only silence was heard since). "Complete"
+  (≥ `complete_at`) ends the turn, "not yet" keeps waiting (once per pause, as Pipecat asks: each check costs
+  ~80 ms of a core, and on our set more checks shortened no wait; `recheck_ms` asks again after that much more
+  silence); `max_silence_ms` of silence ends it whatever the model says, and so does `max_turn_s` of utterance.
+  Speech resuming while a check runs voids that check. Without a model (`end_of_turn=None`, the VAD-only
+  baseline) a fixed `fallback_silence_ms` of silence ends the turn.
 
 **Time is audio**, counted in samples heard, never the wall clock, so an offline run is deterministic. The model
 runs on its own executor and `hear` never waits for it: a check started by one frame is read by a later `hear`
@@ -73,6 +75,15 @@ class Backchannel:
 
 
 @dataclass(frozen=True)
+class Pausing:
+    """The caller paused long enough for the end-of-turn model to be asked: the utterance so far, for an engine that
+    transcribes early. Numbered per stream; a later `Pausing` of the same utterance supersedes it."""
+
+    number: int
+    audio: np.ndarray  # int16 mono 16 kHz: the utterance, preroll included, up to this pause
+
+
+@dataclass(frozen=True)
 class TurnEnded:
     """The caller's turn is over."""
 
@@ -80,9 +91,10 @@ class TurnEnded:
     speech_ms: int
     waited_ms: int  # silence heard after the last speech until the decision
     complete: float | None  # the model's probability; None if decided by a limit or without a model
+    pause: int | None = None  # the `Pausing` whose audio holds every word of `audio` (only silence came since)
 
 
-Heard = SpeechStarted | Interruption | Backchannel | TurnEnded
+Heard = SpeechStarted | Interruption | Backchannel | Pausing | TurnEnded
 
 WINDOW_MS = WINDOW * 1000 / RATE
 
@@ -111,6 +123,7 @@ class _Utterance:
         self.silence = 0  # silence windows since the last speech window
         self.agent_at_last_word = over_agent  # was the agent speaking at the last speech window?
         self.next_check = 0  # silence (windows) at which the model is asked next
+        self.pause: int | None = None  # the last `Pausing` of this utterance, while only silence has followed it
 
 
 class Ears:
@@ -132,6 +145,7 @@ class Ears:
         self._run = 0  # speech windows in a row while no utterance is open
         self._utterance: _Utterance | None = None
         self._check: _Check | None = None
+        self._pauses = 0  # `Pausing` events so far
         self._floor = _windows(options.floor_ms)
         self._recheck = _windows(options.recheck_ms) if options.recheck_ms is not None else None
         self._max_silence = _windows(options.max_silence_ms)
@@ -191,6 +205,7 @@ class Ears:
             utterance.speech += 1
             utterance.silence = 0
             utterance.next_check = 0  # a new pause is judged afresh, from the floor
+            utterance.pause = None  # words after the last `Pausing`: its audio is no longer the whole utterance
             utterance.agent_at_last_word = agent_speaking
             self._drop_check()
             heard = self._maybe_interrupt(utterance)
@@ -219,14 +234,21 @@ class Ears:
         if utterance.silence >= self._max_silence:
             return [self._end(None)]
         if self._check is None and utterance.silence >= max(self._floor, utterance.next_check):
-            self._ask(utterance)
+            return self._ask(utterance)
         return []
 
-    def _ask(self, utterance: _Utterance) -> None:
-        audio = self._samples(utterance.start).astype(np.float32) / 32768.0
-        task = asyncio.get_running_loop().create_task(self.end_of_turn.complete(audio))  # type: ignore[union-attr]
+    def _ask(self, utterance: _Utterance) -> list[Heard]:
+        pcm = self._samples(utterance.start)
+        task = asyncio.get_running_loop().create_task(
+            self.end_of_turn.complete(pcm.astype(np.float32) / 32768.0)  # type: ignore[union-attr]
+        )
         self._check = _Check(task, utterance.silence)
         utterance.next_check = utterance.silence + self._recheck if self._recheck is not None else self._max_silence
+        if utterance.pause is not None:
+            return []  # a recheck in the same silence: the words are those of the last `Pausing`
+        self._pauses += 1
+        utterance.pause = self._pauses
+        return [Pausing(self._pauses, pcm)]
 
     def _read_check(self) -> list[Heard]:
         """The answer of the check in flight, if it has come: the turn ends, or the utterance waits on."""
@@ -251,6 +273,7 @@ class Ears:
             speech_ms=self._ms(utterance.speech),
             waited_ms=self._ms(utterance.silence),
             complete=probability,
+            pause=utterance.pause,
         )
 
     def _drop_check(self) -> None:

@@ -3,7 +3,9 @@
 All through the official SDK, so `OPENAI_BASE_URL` can point at any OpenAI-compatible server:
 
 * **speech-to-text**: a caller turn as a WAV to `audio.transcriptions` (the call's language as a hint and the
-  agent's last words as context), added to the transcript and the history in turn order;
+  agent's last words as context), added to the transcript and the history in turn order. The handler may ask
+  early (`recognise`, at the pause the end-of-turn model is asked about) and hand that request to the turn; if it
+  failed, the turn's own upload is the fallback;
 * **the model**: `chat.completions` streamed with the booking tools; streamed tool-call deltas are put
   together, run against the call's draft, answered, and the model is asked again until it speaks. Every tool
   round is committed to the history even if the caller interrupts it, so the model always knows what the code
@@ -19,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -34,6 +37,14 @@ from components.restaurant.tools import chat_tools
 from components.settings import PipelineModels
 
 PROMPT_CHARS = 200  # of the agent's last words, given to speech-to-text as context
+
+
+@dataclass(frozen=True)
+class Recognised:
+    """What speech-to-text made of some audio, and what it cost."""
+
+    text: str
+    cost_usd: float
 
 
 class Conversation:
@@ -62,8 +73,31 @@ class Conversation:
 
     # ---- speech-to-text ----------------------------------------------------------------------------
 
-    async def transcribe(self, number: int, pcm: np.ndarray, rate: int, started: float, figures: PipelineTurn) -> str:
-        """The caller's words, added to the transcript and the history in turn order; never raises."""
+    async def recognise(self, pcm: np.ndarray, rate: int) -> Recognised:
+        """One speech-to-text request (raises what the service raises)."""
+        prompt = next((m["content"] for m in reversed(self.messages) if m["role"] == "assistant"), None)
+        options: dict[str, Any] = {"prompt": prompt[-PROMPT_CHARS:]} if isinstance(prompt, str) and prompt else {}
+        model = self.call.settings.transcription_model
+        result = await self.client.audio.transcriptions.create(
+            model=model,
+            file=("speech.wav", wav(pcm, rate), "audio/wav"),
+            language=self.options.language,
+            **options,
+        )
+        cost = transcription_cost(getattr(result, "usage", None), model, pcm.size / rate, self.prices)
+        return Recognised((getattr(result, "text", None) or "").strip(), cost)
+
+    async def transcribe(
+        self,
+        number: int,
+        pcm: np.ndarray,
+        rate: int,
+        started: float,
+        figures: PipelineTurn,
+        early: asyncio.Task[Recognised] | None = None,
+    ) -> str:
+        """The caller's words, added to the transcript and the history in turn order; never raises. `early`: a
+        request for the same words already on its way (its answer is used unless it failed)."""
         key = f"caller-{number}"
         previous, self._last_transcript = self._last_transcript, asyncio.current_task()
         self.call.state.user_pending(key)
@@ -71,18 +105,12 @@ class Conversation:
         text = ""
         failure: Exception | None = None
         try:
-            prompt = next((m["content"] for m in reversed(self.messages) if m["role"] == "assistant"), None)
-            options: dict[str, Any] = {"prompt": prompt[-PROMPT_CHARS:]} if isinstance(prompt, str) and prompt else {}
-            result = await self.client.audio.transcriptions.create(
-                model=self.call.settings.transcription_model,
-                file=("speech.wav", wav(pcm, rate), "audio/wav"),
-                language=self.options.language,
-                **options,
-            )
-            text = (getattr(result, "text", None) or "").strip()
+            recognised = await _answer_of(early) if early is not None else None
+            if recognised is None:
+                recognised = await self.recognise(pcm, rate)
+            text = recognised.text
             figures.transcript_ms = ms_since(started)
-            model = self.call.settings.transcription_model
-            figures.cost_usd += transcription_cost(getattr(result, "usage", None), model, pcm.size / rate, self.prices)
+            figures.cost_usd += recognised.cost_usd
         except Exception as error:  # reported below, once the order of the transcript allows
             failure = error
         if previous is not None and not previous.done():
@@ -228,3 +256,11 @@ def _count_tokens(figures: PipelineTurn, usage: Any) -> None:
     figures.input_tokens = (figures.input_tokens or 0) + prompt
     figures.output_tokens = (figures.output_tokens or 0) + completion
     figures.total_tokens = (figures.total_tokens or 0) + (getattr(usage, "total_tokens", None) or prompt + completion)
+
+
+async def _answer_of(early: asyncio.Task[Recognised]) -> Recognised | None:
+    """The early request's answer, or None if it failed or was cancelled (the turn then asks again itself)."""
+    await asyncio.wait([early])  # raises only if the turn itself is cancelled
+    if early.cancelled() or early.exception() is not None:
+        return None
+    return early.result()

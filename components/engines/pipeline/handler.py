@@ -35,10 +35,10 @@ from components.call.call import Call, CallEnded, page_request
 from components.call.notices import notice, service_error
 from components.call.state import CloseReason
 from components.engines.floor import VoiceFloor
-from components.engines.pipeline.conversation import Conversation
+from components.engines.pipeline.conversation import Conversation, Recognised
 from components.engines.pipeline.reply import PipelineTurn, Reply, ms_since
 from components.engines.playout import SAMPLE_RATE, Playout
-from components.listening.turns import Backchannel, Ears, Heard, Interruption, SpeechStarted, TurnEnded
+from components.listening.turns import Backchannel, Ears, Heard, Interruption, Pausing, SpeechStarted, TurnEnded
 from components.restaurant.config import RestaurantConfig
 from components.settings import AgentSettings
 from components.store.reservations import ReservationStore
@@ -77,6 +77,8 @@ class PipelineHandler(AsyncStreamHandler):
         self._failures = 0
         self._shutting_down = False
         self._utterance = 0  # the caller's utterance in progress, numbered for the echo check
+        self._early: tuple[int, asyncio.Task[Recognised]] | None = None  # (the `Pausing`, its transcription)
+        self._unused_cost = 0.0  # early transcriptions the caller's further words made useless
         self.floor: VoiceFloor | None = None  # barge-in and the echo check, made when the call starts
 
     def copy(self) -> PipelineHandler:
@@ -127,6 +129,7 @@ class PipelineHandler(AsyncStreamHandler):
 
     async def shutdown(self) -> None:
         self._shutting_down = True
+        self._drop_early()
         if self._turn_task is not None:
             self._turn_task.cancel()
         self.playout.clear()
@@ -189,6 +192,7 @@ class PipelineHandler(AsyncStreamHandler):
         barge, echo = self.floor.barge, self.floor.echo
         if isinstance(heard, SpeechStarted):
             self._utterance += 1
+            self._drop_early()
             if barge.echo_guard and self.playout.speaking and not barge.paused:
                 echo.suspect(self._utterance)  # the VAD heard a voice the local detector did not: maybe echo
         elif isinstance(heard, Interruption):
@@ -198,12 +202,48 @@ class PipelineHandler(AsyncStreamHandler):
             echo.is_echo(self._utterance)  # either way it is over: no suspect left
             if barge.paused:
                 barge.reset()  # はい, uh-huh: the agent goes on at once
-        elif isinstance(heard, TurnEnded) and not echo.is_echo(self._utterance):
-            self._begin_turn(heard)
+        elif isinstance(heard, Pausing) and not echo.holds(self._utterance):
+            self._transcribe_early(heard)
+        elif isinstance(heard, TurnEnded):
+            early = self._take_early(heard.pause)
+            if not echo.is_echo(self._utterance):
+                self._begin_turn(heard, early)
+            elif early is not None:
+                early.cancel()
+
+    def _transcribe_early(self, pausing: Pausing) -> None:
+        """The caller paused and the end-of-turn model is asked: transcribe what they said meanwhile, so that a turn
+        that ends here is already in words when it does (a turn that goes on makes this request useless)."""
+        assert self._conversation is not None
+        self._drop_early()
+        task = asyncio.create_task(self._conversation.recognise(pausing.audio, INPUT_RATE))
+        task.add_done_callback(_observed)  # a failure is the turn's to report (it asks again), or nobody's
+        self._early = (pausing.number, task)
+
+    def _take_early(self, pause: int | None) -> asyncio.Task[Recognised] | None:
+        """The early transcription of the turn that just ended, if its audio holds all the turn's words."""
+        early = self._early
+        if early is not None and early[0] == pause:
+            self._early = None
+            return early[1]
+        self._drop_early()
+        return None
+
+    def _drop_early(self) -> None:
+        """Forget an early transcription no turn will use (cancelled if it is still on its way; what a finished
+        one cost goes on the next turn's figures)."""
+        early, self._early = self._early, None
+        if early is None:
+            return
+        task = early[1]
+        if not task.done():
+            task.cancel()
+        elif not task.cancelled() and task.exception() is None:
+            self._unused_cost += task.result().cost_usd
 
     # ---- one turn: transcribe, answer, speak -------------------------------------------------------
 
-    def _begin_turn(self, heard: TurnEnded | None) -> None:
+    def _begin_turn(self, heard: TurnEnded | None, early: asyncio.Task[Recognised] | None = None) -> None:
         """Start the work of a turn (the greeting, an instruction, or the caller's turn), if there is any."""
         instruction, self._queued_instruction = self._queued_instruction, None
         if heard is None and instruction is None and self._greeted:
@@ -212,7 +252,7 @@ class PipelineHandler(AsyncStreamHandler):
         self._reply_now, self._figures = None, None
         self._turns += 1
         self._turn_started = time.monotonic()
-        self._turn_task = asyncio.create_task(self._run_turn(self._turns, heard, instruction))
+        self._turn_task = asyncio.create_task(self._run_turn(self._turns, heard, instruction, early))
 
     def _stop_turn(self) -> None:
         """A new turn replaces one still going (the caller went on after a pause)."""
@@ -222,17 +262,20 @@ class PipelineHandler(AsyncStreamHandler):
             self._cut()
             self._turn_task.cancel()
 
-    async def _run_turn(self, number: int, heard: TurnEnded | None, instruction: str | None) -> None:
+    async def _run_turn(
+        self, number: int, heard: TurnEnded | None, instruction: str | None, early: asyncio.Task[Recognised] | None
+    ) -> None:
         conversation = self._conversation
         assert conversation is not None
         started = self._turn_started
         figures = PipelineTurn(vad_ms=heard.waited_ms if heard is not None else None)
+        figures.cost_usd, self._unused_cost = self._unused_cost, 0.0
         reply = Reply(f"agent-{number}")
         speaker: asyncio.Task | None = None
         try:
             if heard is not None:
                 transcript = asyncio.create_task(
-                    conversation.transcribe(number, heard.audio, INPUT_RATE, started, figures)
+                    conversation.transcribe(number, heard.audio, INPUT_RATE, started, figures, early)
                 )
                 conversation.commit(transcript)
                 if not await asyncio.shield(transcript):
@@ -326,3 +369,9 @@ class PipelineHandler(AsyncStreamHandler):
         """Something we did not expect: the call ends with a notice, never in silence."""
         log.exception(what)
         await self.call.end(CloseReason.ERROR, notice("internal_error"))
+
+
+def _observed(task: asyncio.Task) -> None:
+    """Mark a task's failure as seen, so that one no turn waited for is not logged as never retrieved."""
+    if not task.cancelled():
+        task.exception()
