@@ -21,7 +21,7 @@ from components.call.options import CallRequest
 from components.engines.pipeline.handler import INPUT_RATE, PipelineHandler
 from components.restaurant.config import RestaurantConfig, load_config
 from components.restaurant.tools import TOOL_NAMES
-from components.settings import AgentSettings
+from components.settings import PRICES, AgentSettings
 from components.store.reservations import ReservationStore
 from tests.call_driver import CallDriver
 from tests.domain_fixtures import bookable_day, count
@@ -398,9 +398,15 @@ def test_inaudible_speech_is_marked_and_not_answered(config, store, monkeypatch)
     with FakeOpenAIServer(script, api_key=KEY, ms_per_char=15) as server:
         call = run_call(server, config, store, conversation, monkeypatch=monkeypatch)
         assert len(server.chat_requests()) == 2  # the greeting and the answer to "Two people."
+        answered = [r for r in server.requests("transcriptions") if r.status == 200 and not r.cancelled]
 
     assert [line["status"] for line in call.lines("user")] == ["inaudible", "final"]
     assert call.agent_lines(final=True) == ["Hello there.", "Two, noted."]
+    # The mumble got no answer, but transcribing it was paid for: the call counts it (the owner's allowance reads
+    # this total). The fake bills 1 s a request; one request is the answered turn's.
+    per_request = PRICES["gpt-4o-mini-transcribe"]["audio_minute"] / 60
+    assert len(answered) >= 2
+    assert call.view["other_cost_usd"] == pytest.approx(per_request * (len(answered) - 1))
 
 
 def test_the_callers_words_are_already_transcribed_when_their_turn_ends(config, store, monkeypatch) -> None:

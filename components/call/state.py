@@ -94,9 +94,10 @@ class CallView(BaseModel):
     deadline: float | None = None
     ended: bool = False
     end_reason: CloseReason | None = None
+    other_cost_usd: float = 0.0
 
     def cost_usd(self) -> float:
-        return sum(turn.cost_usd for turn in self.turns)
+        return sum(turn.cost_usd for turn in self.turns) + self.other_cost_usd
 
 
 @dataclass
@@ -109,6 +110,7 @@ class CallState:
     turns: list[Turn] = field(default_factory=list)
     deadline: float | None = None
     end_reason: CloseReason | None = None
+    other_cost_usd: float = 0.0  # spent outside any response: e.g. transcribing a turn that came to nothing
     _by_key: dict[str, Line] = field(default_factory=dict, repr=False)
 
     def _line(self, key: str, role: Role) -> Line:
@@ -169,8 +171,8 @@ class CallState:
         self.lines.append(Line("system", text, "final"))
 
     def cost_usd(self) -> float:
-        """What the call has cost so far, by the estimates of its responses."""
-        return sum(turn.cost_usd for turn in self.turns)
+        """What the call has cost so far, by the estimates of its responses and of the work that led to none."""
+        return sum(turn.cost_usd for turn in self.turns) + self.other_cost_usd
 
     def view(self) -> CallView:
         """A fresh snapshot: safe to hand to another task while this state keeps changing."""
@@ -182,4 +184,5 @@ class CallState:
             deadline=self.deadline,
             ended=self.end_reason is not None,
             end_reason=self.end_reason,
+            other_cost_usd=self.other_cost_usd,
         )

@@ -258,9 +258,13 @@ def _count_tokens(figures: PipelineTurn, usage: Any) -> None:
     figures.total_tokens = (figures.total_tokens or 0) + (getattr(usage, "total_tokens", None) or prompt + completion)
 
 
+def succeeded(task: asyncio.Future[Any]) -> bool:
+    """Whether a finished task returned. Reading its failure marks it as seen, so a failure nobody waited for is not
+    logged as never retrieved: also a done-callback for that."""
+    return not task.cancelled() and task.exception() is None
+
+
 async def _answer_of(early: asyncio.Task[Recognised]) -> Recognised | None:
     """The early request's answer, or None if it failed or was cancelled (the turn then asks again itself)."""
     await asyncio.wait([early])  # raises only if the turn itself is cancelled
-    if early.cancelled() or early.exception() is not None:
-        return None
-    return early.result()
+    return early.result() if succeeded(early) else None

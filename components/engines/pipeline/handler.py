@@ -35,7 +35,7 @@ from components.call.call import Call, CallEnded, page_request
 from components.call.notices import notice, service_error
 from components.call.state import CloseReason
 from components.engines.floor import VoiceFloor
-from components.engines.pipeline.conversation import Conversation, Recognised
+from components.engines.pipeline.conversation import Conversation, Recognised, succeeded
 from components.engines.pipeline.reply import PipelineTurn, Reply, ms_since
 from components.engines.playout import SAMPLE_RATE, Playout
 from components.listening.turns import Backchannel, Ears, Heard, Interruption, Pausing, SpeechStarted, TurnEnded
@@ -78,7 +78,6 @@ class PipelineHandler(AsyncStreamHandler):
         self._shutting_down = False
         self._utterance = 0  # the caller's utterance in progress, numbered for the echo check
         self._early: tuple[int, asyncio.Task[Recognised]] | None = None  # (the `Pausing`, its transcription)
-        self._unused_cost = 0.0  # early transcriptions the caller's further words made useless
         self.floor: VoiceFloor | None = None  # barge-in and the echo check, made when the call starts
 
     def copy(self) -> PipelineHandler:
@@ -217,7 +216,7 @@ class PipelineHandler(AsyncStreamHandler):
         assert self._conversation is not None
         self._drop_early()
         task = asyncio.create_task(self._conversation.recognise(pausing.audio, INPUT_RATE))
-        task.add_done_callback(_observed)  # a failure is the turn's to report (it asks again), or nobody's
+        task.add_done_callback(succeeded)  # a failure is the turn's to report (it asks again), or nobody's
         self._early = (pausing.number, task)
 
     def _take_early(self, pause: int | None) -> asyncio.Task[Recognised] | None:
@@ -230,16 +229,22 @@ class PipelineHandler(AsyncStreamHandler):
         return None
 
     def _drop_early(self) -> None:
-        """Forget an early transcription no turn will use (cancelled if it is still on its way; what a finished
-        one cost goes on the next turn's figures)."""
+        """Forget an early transcription no turn will use: cancelled if it is still on its way, or what it cost
+        counted on the call."""
         early, self._early = self._early, None
         if early is None:
             return
         task = early[1]
         if not task.done():
             task.cancel()
-        elif not task.cancelled() and task.exception() is None:
-            self._unused_cost += task.result().cost_usd
+        elif succeeded(task):
+            self._spent(task.result().cost_usd)
+
+    def _spent(self, cost_usd: float) -> None:
+        """Money spent on work no answer shows (the allowance on the owner's key counts it all the same)."""
+        if cost_usd:
+            self.call.state.other_cost_usd += cost_usd
+            self.call.changed()
 
     # ---- one turn: transcribe, answer, speak -------------------------------------------------------
 
@@ -269,9 +274,9 @@ class PipelineHandler(AsyncStreamHandler):
         assert conversation is not None
         started = self._turn_started
         figures = PipelineTurn(vad_ms=heard.waited_ms if heard is not None else None)
-        figures.cost_usd, self._unused_cost = self._unused_cost, 0.0
         reply = Reply(f"agent-{number}")
         speaker: asyncio.Task | None = None
+        transcript: asyncio.Task[str] | None = None
         try:
             if heard is not None:
                 transcript = asyncio.create_task(
@@ -309,7 +314,16 @@ class PipelineHandler(AsyncStreamHandler):
                 self._reply_now = None
             if figures.vad_ms is not None and figures.latency_ms is not None:
                 figures.voice_to_voice_ms = figures.vad_ms + figures.latency_ms
+            if not any(turn is figures for turn in self.call.state.turns):
+                self._count_unanswered(figures, transcript)  # noise, a failed transcription, or a turn replaced
             self.call.changed()
+
+    def _count_unanswered(self, figures: PipelineTurn, transcript: asyncio.Task[str] | None) -> None:
+        """A caller turn that got no answer still cost its transcription (which may still be on its way)."""
+        if transcript is not None and not transcript.done():
+            transcript.add_done_callback(lambda _: self._spent(figures.cost_usd))
+        else:
+            self._spent(figures.cost_usd)
 
     # ---- what the caller hears and sees ------------------------------------------------------------
 
@@ -369,9 +383,3 @@ class PipelineHandler(AsyncStreamHandler):
         """Something we did not expect: the call ends with a notice, never in silence."""
         log.exception(what)
         await self.call.end(CloseReason.ERROR, notice("internal_error"))
-
-
-def _observed(task: asyncio.Task) -> None:
-    """Mark a task's failure as seen, so that one no turn waited for is not logged as never retrieved."""
-    if not task.cancelled():
-        task.exception()
