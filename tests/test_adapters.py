@@ -24,8 +24,17 @@ from functools import cache
 from importlib.metadata import version
 from pathlib import Path
 
+import av
+import numpy as np
+
 from components.adapters.aiortc import AIORTC_VERSION
 from components.adapters.fastrtc import FASTRTC_VERSION
+from components.engines.live.handler import LiveHandler
+from components.engines.pipeline.handler import PipelineHandler
+from components.engines.realtime.handler import RealtimeHandler
+from components.restaurant.config import load_config
+from components.settings import AgentSettings
+from components.store.reservations import ReservationStore
 
 ROOT = Path(__file__).resolve().parents[1]
 LIBRARIES = ("fastrtc", "aiortc")
@@ -44,6 +53,35 @@ def test_aiortc_is_the_version_its_adapter_was_reviewed_for() -> None:
         f"aiortc is now {version('aiortc')}: review components/adapters/aiortc.py against it (what it relies on is "
         "listed at the top), then set AIORTC_VERSION"
     )
+
+
+def test_every_engine_hears_each_20_ms_frame_of_a_webrtc_caller_as_it_comes(tmp_path: Path) -> None:
+    """aiortc decodes the caller's Opus into 20 ms frames at 48 kHz (stereo). fastrtc's own resampling would hold them
+    back until 960 samples at the engine's rate had gathered (60 ms at the pipeline's 16 kHz): each must reach the
+    engine at once, at its rate, with the signal intact."""
+    store = ReservationStore(tmp_path / "reservations.db")
+    engines = [
+        engine(load_config(), store, AgentSettings()) for engine in (PipelineHandler, RealtimeHandler, LiveHandler)
+    ]
+    tone = (8000 * np.sin(2 * np.pi * 440 * np.arange(48_000) / 48_000)).astype(np.int16)
+    for handler in engines:
+        rate = handler.input_sample_rate
+        heard: list[np.ndarray] = []
+        for index in range(50):  # one second of 20 ms frames
+            samples = tone[index * 960 : (index + 1) * 960]
+            frame = av.AudioFrame.from_ndarray(np.repeat(samples, 2).reshape(1, -1), format="s16", layout="stereo")
+            frame.sample_rate = 48_000
+            pieces = list(handler.resample(frame))
+            assert all(piece.sample_rate == rate and piece.layout.name == "mono" for piece in pieces)
+            heard.append(
+                np.concatenate([piece.to_ndarray().reshape(-1) for piece in pieces] or [np.zeros(0, np.int16)])
+            )
+        name = type(handler).__name__
+        assert all(abs(piece.size - rate // 50) <= rate // 1000 for piece in heard), (name, [p.size for p in heard])
+        audio = np.concatenate(heard)
+        spectrum = np.abs(np.fft.rfft(audio[rate // 10 :].astype(np.float64)))
+        peak_hz = np.argmax(spectrum) * rate / (audio.size - rate // 10)
+        assert abs(peak_hz - 440) < 5 and abs(float(np.max(np.abs(audio[rate // 10 :]))) - 8000) < 400, (name, peak_hz)
 
 
 # ---- the static check ----

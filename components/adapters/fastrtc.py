@@ -17,6 +17,8 @@ What it relies on:
 * a stream handler's `phone_mode` (a property with a setter: on a phone line fastrtc converts its rates from and to
   8 kHz μ-law), its `input_sample_rate` / `output_sample_rate`, and its `clear_queue`, a property that returns the
   callback its transport sets in `_clear_queue` (None until one does);
+* a stream handler's `resample(frame)`, through which fastrtc passes each decoded WebRTC frame of the caller
+  (`AudioCallback.process_input_frames`), handing the handler every frame it yields as `(rate, samples)`;
 * `WebSocketHandler` (`fastrtc.websocket`), which runs a Twilio Media Stream: its constructor, `handle_websocket`,
   `stream_id` and `stream_handler`, its `quit` event (its loops check it between messages), the `start_up_task` it
   makes on `start`, `playing_durations` (its estimate of the audio still playing, emptied on barge-in), and the
@@ -30,6 +32,10 @@ What fastrtc cannot do, and this module does instead:
 * it has no hook before a component answers an offer (to refuse one against a limit shared by several components)
   nor beside its outputs and clean-up (to feed a second reader): `screen_offers` and `tap_outputs` wrap those
   methods on the one component instance;
+* its `resample` builds PyAV's resampler with `frame_size` set to the incoming frame's sample count (960 at 48 kHz),
+  so it yields frames of 960 samples *at the handler's rate*: 60 ms at 16 kHz, 40 ms at 24 kHz. The caller's audio
+  then reaches an engine up to 40 ms late, and the barge-in, the VAD and the end of a turn with it. `EngineHandler`
+  (every engine's base) resamples each 20 ms frame as it comes;
 * it refuses to start on a Space without TURN (`Stream._check_colab_or_spaces`, from the lifespan `mount` adds),
   though a phone line needs none: `ServerStream` turns that check into the hook `check_at_start`;
 * on a Twilio line its `WebSocketHandler` clears only its own queue on barge-in (`_clear_queue`), not the audio
@@ -42,9 +48,10 @@ What fastrtc cannot do, and this module does instead:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
+import av
 from fastrtc import AdditionalOutputs, AsyncStreamHandler, CloseStream, Stream, WebRTC
 from fastrtc.websocket import WebSocketHandler
 
@@ -184,6 +191,22 @@ class ServerStream(Stream):
 
 
 # ---- a handler on a call ----
+
+
+class EngineHandler(AsyncStreamHandler):
+    """fastrtc's `AsyncStreamHandler`, hearing the caller over WebRTC in the 20 ms frames the line carries: each
+    frame is resampled to the handler's rate and handed on at once (see the module docstring)."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._caller_resampler: av.AudioResampler | None = None
+
+    def resample(self, frame: av.AudioFrame) -> Iterator[av.AudioFrame]:
+        if self._caller_resampler is None:  # no `frame_size`: what a frame brings comes out now, ~0.3 ms delayed
+            self._caller_resampler = av.AudioResampler(
+                format="s16", layout=self.expected_layout, rate=self.input_sample_rate
+            )
+        yield from self._caller_resampler.resample(frame)
 
 
 def serve_phone_line(handler: AsyncStreamHandler, rate: int | None = None) -> None:

@@ -29,12 +29,11 @@ import time
 from typing import Any
 
 import numpy as np
-from fastrtc import AsyncStreamHandler
 from openai import AsyncOpenAI
 from openai.lib.live import AsyncTranscriptGrouper, TranscriptSegment, TranscriptSegmentClosedEvent
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from components.adapters.fastrtc import clear_transport, serve_phone_line, to_fastrtc
+from components.adapters.fastrtc import EngineHandler, clear_transport, serve_phone_line, to_fastrtc
 from components.call.barge_in import level_dbfs
 from components.call.call import Call, CallEnded, page_request
 from components.call.costs import live_cost, responses_cost
@@ -66,7 +65,7 @@ class ConnectionLost(Exception):
     """The Live socket dropped or went silent; a new session may carry the call on."""
 
 
-class LiveHandler(AsyncStreamHandler):
+class LiveHandler(EngineHandler):
     """One instance per call (fastrtc copies it per connection); `start_up` runs the whole conversation."""
 
     def __init__(self, config: RestaurantConfig, store: ReservationStore, settings: AgentSettings) -> None:

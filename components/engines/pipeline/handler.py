@@ -27,10 +27,9 @@ from typing import Any
 
 import numpy as np
 import openai
-from fastrtc import AsyncStreamHandler
 from openai import AsyncOpenAI
 
-from components.adapters.fastrtc import clear_transport, serve_phone_line, to_fastrtc
+from components.adapters.fastrtc import EngineHandler, clear_transport, serve_phone_line, to_fastrtc
 from components.call.call import Call, CallEnded, page_request
 from components.call.notices import notice, service_error
 from components.call.state import CloseReason
@@ -52,7 +51,7 @@ MAX_FAILED_TURNS = 3  # turns in a row the service failed before the call gives 
 RESUME_MARGIN_MS = 300  # a pause for speech over the agent lasts this much longer than the ears need to judge it
 
 
-class PipelineHandler(AsyncStreamHandler):
+class PipelineHandler(EngineHandler):
     """One instance per call (fastrtc copies it per connection). Same UI inputs and outputs as `RealtimeHandler`:
     `[language, voice, api_key]` (the last three of the inputs; defaults and `OPENAI_API_KEY` on the phone),
     the call's view as `AdditionalOutputs`, bilingual notices, `CloseStream` at the end."""

@@ -21,11 +21,10 @@ import time
 from typing import Any
 
 import numpy as np
-from fastrtc import AsyncStreamHandler
 from openai import AsyncOpenAI
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from components.adapters.fastrtc import clear_transport, serve_phone_line, to_fastrtc
+from components.adapters.fastrtc import EngineHandler, clear_transport, serve_phone_line, to_fastrtc
 from components.call.call import Call, CallEnded, page_request
 from components.call.costs import realtime_cost
 from components.call.notices import notice, service_error
@@ -55,7 +54,7 @@ class ConnectionLost(Exception):
     """The Realtime connection dropped or went silent; a reconnect may help."""
 
 
-class RealtimeHandler(AsyncStreamHandler):
+class RealtimeHandler(EngineHandler):
     """One instance per call (fastrtc copies it per connection); `start_up` runs the whole conversation."""
 
     def __init__(
