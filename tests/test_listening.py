@@ -7,6 +7,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -232,3 +233,15 @@ def test_the_models_are_files_in_the_repository_and_load_with_no_network() -> No
     root = Path(__file__).resolve().parents[1]
     done = subprocess.run([sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+def test_the_end_of_turn_model_gives_way_to_the_calls_audio_for_the_cpu() -> None:
+    """Its checks take ~80 ms of a core each; the event loop carrying every call's audio must not wait behind them, so
+    their threads run at a lower priority than the process (on Linux, where a thread has its own niceness)."""
+    model = SmartTurn(workers=1)
+    probability = asyncio.run(model.complete(np.zeros(RATE, dtype=np.float32)))
+    assert 0.0 <= probability <= 1.0
+    workers = [thread for thread in threading.enumerate() if thread.name.startswith("smart-turn")]
+    assert workers, "no model thread"
+    process = os.getpriority(os.PRIO_PROCESS, 0)
+    assert all(os.getpriority(os.PRIO_PROCESS, thread.native_id) > process for thread in workers)

@@ -10,13 +10,15 @@ It is never downloaded: a missing file is an error when the first check runs.
 One `onnxruntime` session per process, built on first use under a lock, is shared by every call (onnxruntime's
 `run` is thread-safe). Checks run on a small executor of their own, never on the event loop and never on the
 loop's default executor (store and audio I/O use that); each check uses one core (`intra_op_num_threads=1`),
-so two calls can be checked at once and the model never takes the whole machine. onnxruntime releases the GIL
-while it computes, so the loop keeps serving audio meanwhile.
+so two calls can be checked at once and the model never takes the whole machine. Their threads run at a lower
+priority, so the loop carrying every call's audio gets a core first (a check may wait a few ms, a frame not).
+onnxruntime releases the GIL while it computes, so the loop keeps serving audio meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
 
 MODEL_PATH = Path(__file__).resolve().parents[2] / "assets" / "smart_turn" / "smart-turn-v3.2-cpu.onnx"
 WORKERS = 2  # checks of different calls at once (this Space has 2 cores)
+CHECK_NICENESS = 10  # the checks' threads yield the CPU to the audio's (see `_yield_to_audio`)
 
 
 class EndOfTurn(Protocol):
@@ -56,7 +59,9 @@ class SmartTurn:
         self.path = path
         self._session: onnxruntime.InferenceSession | None = None
         self._lock = threading.Lock()
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="smart-turn")
+        self._executor = ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix="smart-turn", initializer=_yield_to_audio
+        )
 
     def load(self) -> None:
         """Build the session now (about 0.2 s) instead of at the first check; safe from any thread."""
@@ -86,6 +91,16 @@ class SmartTurn:
 
     async def complete(self, audio: np.ndarray) -> float:
         return await asyncio.get_running_loop().run_in_executor(self._executor, self.probability, audio)
+
+
+def _yield_to_audio() -> None:
+    """Run this worker thread at a lower priority (Linux nice, per thread), so that the event loop, which carries
+    every call's audio, gets a core first when a check and the loop want the same one: a check waits a few ms
+    more, a frame never does. Elsewhere (or if not allowed) the thread keeps its priority."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), CHECK_NICENESS)
+    except (AttributeError, OSError):
+        pass
 
 
 _shared: SmartTurn | None = None
