@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
+from pathlib import Path
 
-from components.call.state import CallState, CallView, TurnView
+from components.call.state import CallState, CallView, LineView, TurnView
+from components.restaurant.config import load_config
 from components.web.render import card_html, chat_messages
+from components.web.takeaway import conversation_files
 
 
 def field(html: str, name: str) -> tuple[str, str]:
@@ -145,3 +149,22 @@ def test_a_large_party_sent_to_the_owner_and_a_waitlist_place_say_so_and_are_not
 def test_a_freshly_drawn_card_already_shows_the_time_left() -> None:
     html = card_html(CallView(reservation=snapshot(), deadline=time.time() + 125.2), "AI-SHIFT", "en")
     assert re.search(r'data-deadline="\d+">2:0[45]</span>', html), html
+
+
+def test_the_conversation_record_adds_up_to_its_total_with_the_turns_that_got_no_answer() -> None:
+    """A mumble the agent did not answer still cost its transcription: the record shows it beside the responses."""
+    view = CallView(
+        language="en",
+        transcript=[LineView(role="user", text="Two people.", status="final")],
+        turns=[TurnView(latency_ms=800, total_tokens=120, cost_usd=0.0125)],
+        other_cost_usd=0.0003,
+    )
+    files = conversation_files(view, load_config())
+    assert files is not None
+    markdown = Path(files[0]).read_text(encoding="utf-8")
+    record = json.loads(Path(files[1]).read_text(encoding="utf-8"))
+    assert record["other_cost_usd"] == 0.0003 and record["cost_usd"] == 0.0128
+    rows = [line for line in markdown.splitlines() if line.startswith("| ") and line.rstrip().endswith(" |")]
+    costs = [float(row.rstrip(" |").rsplit("|", 1)[1]) for row in rows if re.search(r"\d\.\d{4} \|$", row)]
+    assert costs == [0.0125, 0.0003] and "turns with no answer" in rows[-1]
+    assert "Estimated total cost: $0.0128" in markdown

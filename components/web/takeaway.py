@@ -38,6 +38,7 @@ def conversation_files(view: CallView | None, config: RestaurantConfig) -> tuple
         "transcript": data["transcript"],
         "reservation": data["reservation"],
         "turns": data["turns"],
+        "other_cost_usd": round(view.other_cost_usd, 6),
         "cost_usd": round(view.cost_usd(), 6),
     }
     markdown = DOWNLOADS.write("conversation.md", _markdown(record).encode())
@@ -62,5 +63,7 @@ def _markdown(record: dict[str, Any]) -> str:
     for number, turn in enumerate(record["turns"], 1):
         latency = turn.get("latency_ms") if turn.get("latency_ms") is not None else ""
         lines.append(f"| {number} | {latency} | {turn.get('total_tokens') or ''} | {turn.get('cost_usd') or 0:.4f} |")
+    if record["other_cost_usd"]:  # so that the rows and the total add up
+        lines.append(f"| – | 応答のない発話など / turns with no answer | | {record['other_cost_usd']:.4f} |")
     lines += ["", f"合計の推定費用 / Estimated total cost: ${record['cost_usd']:.4f}", ""]
     return "\n".join(lines)
