@@ -203,11 +203,10 @@ class PipelineHandler(EngineHandler):
         elif isinstance(heard, Pausing) and not echo.holds(self._utterance):
             self._transcribe_early(heard)
         elif isinstance(heard, TurnEnded):
-            early = self._take_early(heard.pause)
-            if not echo.is_echo(self._utterance):
-                self._begin_turn(heard, early)
-            elif early is not None:
-                early.cancel()
+            if echo.is_echo(self._utterance):
+                self._drop_early()
+            else:
+                self._begin_turn(heard, self._take_early(heard.pause))
 
     def _transcribe_early(self, pausing: Pausing) -> None:
         """The caller paused and the end-of-turn model is asked: transcribe what they said meanwhile, so that a turn
