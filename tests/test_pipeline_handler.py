@@ -87,6 +87,16 @@ def run_call(
     return asyncio.run(main())
 
 
+def table_for_two() -> Script:
+    """The shortest whole call: a greeting, one caller turn and its answer (for the tests of one turn's timing)."""
+    return Script(greet("Hello."), on_caller_speech(user_said("A table for two."), say("Two guests, noted.")))
+
+
+async def ask_for_a_table_for_two(call: CallDriver) -> None:
+    await call.greeting()
+    await call.turn("A table for two, please.")
+
+
 def test_a_full_booking_ends_in_a_stored_booking(config, store, monkeypatch) -> None:
     day = bookable_day(config)
     script = Script(
@@ -412,15 +422,11 @@ def test_inaudible_speech_is_marked_and_not_answered(config, store, monkeypatch)
 def test_the_callers_words_are_already_transcribed_when_their_turn_ends(config, store, monkeypatch) -> None:
     """Speech-to-text takes 0.4 s here, yet the transcript is ready sooner after the end of the turn: it was asked for
     at the pause, while the end-of-turn model and the silence decided, and that one request is the turn's."""
-    script = Script(greet("Hello."), on_caller_speech(user_said("A table for two."), say("Two guests, noted.")))
-
-    async def conversation(call: CallDriver) -> None:
-        await call.greeting()
-        await call.turn("A table for two, please.")
+    script = table_for_two()
 
     latency = {"transcriptions": 0.4, "chat": 0.0, "speech": 0.0}
     with FakeOpenAIServer(script, api_key=KEY, ms_per_char=15, latency=latency) as server:
-        call = run_call(server, config, store, conversation, monkeypatch=monkeypatch)
+        call = run_call(server, config, store, ask_for_a_table_for_two, monkeypatch=monkeypatch)
         transcriptions = server.requests("transcriptions")
 
     _, turn = call.view["turns"]
@@ -431,7 +437,7 @@ def test_the_callers_words_are_already_transcribed_when_their_turn_ends(config, 
 
 
 def test_an_early_transcription_that_fails_is_asked_again_at_the_end_of_the_turn(config, store, monkeypatch) -> None:
-    script = Script(greet("Hello."), on_caller_speech(user_said("A table for two."), say("Two guests, noted.")))
+    script = table_for_two()
 
     async def conversation(call: CallDriver) -> None:
         await call.greeting()
@@ -450,15 +456,11 @@ def test_an_early_transcription_that_fails_is_asked_again_at_the_end_of_the_turn
 
 def test_per_stage_figures_add_up(config, store, monkeypatch) -> None:
     """Slow services (transcription 150 ms, first token 250 ms, first audio byte 100 ms): each figure shows it."""
-    script = Script(greet("Hello."), on_caller_speech(user_said("A table for two."), say("Two guests, noted.")))
-
-    async def conversation(call: CallDriver) -> None:
-        await call.greeting()
-        await call.turn("A table for two, please.")
+    script = table_for_two()
 
     latency = {"transcriptions": 0.15, "chat": 0.25, "speech": 0.1}
     with FakeOpenAIServer(script, api_key=KEY, ms_per_char=15, latency=latency) as server:
-        call = run_call(server, config, store, conversation, monkeypatch=monkeypatch)
+        call = run_call(server, config, store, ask_for_a_table_for_two, monkeypatch=monkeypatch)
 
     greeting, turn = call.view["turns"]
     assert greeting["transcript_ms"] is None and greeting["vad_ms"] is None
