@@ -426,7 +426,9 @@ class FakeOpenAIServer:
             ]
 
     def transcriptions(self) -> list[dict[str, Any]]:
-        return [r.body for r in self.requests("transcriptions") if r.status == 200]
+        """The answered uploads, one per caller turn: an utterance sent again as it went on (an early transcription
+        the caller's further words superseded, `same_utterance`) belongs to the turn its first upload opened."""
+        return [r.body for r in self.requests("transcriptions") if r.status == 200 and not r.body.get("same_utterance")]
 
     def chat_requests(self) -> list[dict[str, Any]]:
         return [r.body for r in self.requests("chat") if r.status == 200]
